@@ -1,0 +1,45 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace TokenBroker.Audit;
+
+/// <summary>
+/// One audited decision. Written for every exchange, granted or refused (from a <c>finally</c>). Tokens never
+/// appear: only the job token's SHA-256 and the issued token's <c>jti</c>.
+/// </summary>
+public sealed class AuditEvent
+{
+    public required string Type { get; init; }
+    public required string RequestId { get; init; }
+    public required DateTimeOffset Time { get; init; }
+    public string? ClientIp { get; init; }
+    public string? Provider { get; set; }
+    public string? RepositoryId { get; set; }
+    public string? Repository { get; set; }
+    public string? RunId { get; set; }
+    public string? JobTokenJti { get; set; }
+    public string? JobTokenSha256 { get; set; }
+    public string? Rule { get; set; }
+    public IReadOnlyList<string>? RequestedAudiences { get; set; }
+    public IReadOnlyList<string>? GrantedAudiences { get; set; }
+    public IReadOnlyList<string>? RequestedScopes { get; set; }
+    public IReadOnlyList<string>? GrantedScopes { get; set; }
+    public string Outcome { get; set; } = "error";
+    public string? ErrorId { get; set; }
+    public string? ErrorCode { get; set; }
+
+    /// <summary>The full reason, for operators only.</summary>
+    public string? Detail { get; set; }
+    public string? IssuedJti { get; set; }
+    public DateTimeOffset? IssuedExpiresAt { get; set; }
+    public double LatencyMs { get; set; }
+
+    /// <summary>Hex SHA-256 of a token, the only form in which tokens reach logs.</summary>
+    public static string Hash(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
+}
+
+/// <summary>Where audit events go. The default writes one JSON object per line to the <c>TokenBroker.Audit</c> log category.</summary>
+public interface IAuditSink
+{
+    void Write(AuditEvent auditEvent);
+}

@@ -1,0 +1,89 @@
+using System.CommandLine;
+using TokenBroker.Demo;
+using TokenBroker.Hosting;
+
+namespace TokenBroker.Cli;
+
+/// <summary>The <c>tokenbroker</c> command line. Exit codes: 0 ok, 1 findings or failures, 2 usage or configuration error.</summary>
+internal static class BrokerCli
+{
+    public const int Ok = 0;
+    public const int Failed = 1;
+    public const int Usage = 2;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var configOption = new Option<string?>("--config") { Description = "A JSON configuration file (environment variables TokenBroker__... and arguments override it)." };
+        var urlsOption = new Option<string?>("--urls") { Description = "Listen URLs, e.g. http://127.0.0.1:8080 (default)." };
+
+        var serve = new Command("serve", "Run the broker (the default verb). With no configuration: in-memory state, a generated ES256 key, the sample rules, http://127.0.0.1:8080.")
+        {
+            configOption,
+            urlsOption,
+        };
+        serve.TreatUnmatchedTokensAsErrors = false;
+        serve.SetAction((parse, cancel) => ServeAsync(parse.GetValue(configOption), parse.GetValue(urlsOption), [.. parse.UnmatchedTokens], cancel));
+
+        var serveFlag = new Option<bool>("--serve") { Description = "Keep the demo's broker and fake issuer running and print their addresses as one JSON line (for interop tests)." };
+        var demo = new Command("demo", "Start the broker and a fake CI issuer, exchange a GitHub-shaped job token, print the result and a refusal.")
+        {
+            serveFlag,
+        };
+        demo.SetAction((parse, cancel) => DemoCommand.RunAsync(parse.GetValue(serveFlag), Console.Out, cancel));
+
+        var root = new RootCommand("TokenBroker: a security token service for CI/CD (RFC 8693 token exchange for GitHub Actions and GitLab CI job tokens).")
+        {
+            serve,
+            demo,
+        };
+        root.Options.Add(configOption);
+        root.Options.Add(urlsOption);
+        root.TreatUnmatchedTokensAsErrors = false;
+        root.SetAction((parse, cancel) => ServeAsync(parse.GetValue(configOption), parse.GetValue(urlsOption), [.. parse.UnmatchedTokens], cancel));
+
+        var result = root.Parse(args);
+        if (result.Errors.Count > 0)
+        {
+            foreach (var error in result.Errors)
+            {
+                await Console.Error.WriteLineAsync($"tokenbroker: {error.Message}").ConfigureAwait(false);
+            }
+
+            await Console.Error.WriteLineAsync("Try 'tokenbroker --help'.").ConfigureAwait(false);
+            return Usage;
+        }
+
+        return await result.InvokeAsync().ConfigureAwait(false);
+    }
+
+    private static async Task<int> ServeAsync(string? configFile, string? urls, string[] extraArgs, CancellationToken cancel)
+    {
+        var args = urls is null ? extraArgs : [.. extraArgs, "--urls", urls];
+        var built = BrokerApp.Build(new BrokerAppOptions { Args = args, ConfigFile = configFile });
+        foreach (var warning in built.Warnings)
+        {
+            await Console.Error.WriteLineAsync($"warning: {warning}").ConfigureAwait(false);
+        }
+
+        if (built.App is null)
+        {
+            await Console.Error.WriteLineAsync($"tokenbroker: the configuration has {built.Errors.Count} problem(s); nothing was started:").ConfigureAwait(false);
+            foreach (var error in built.Errors)
+            {
+                await Console.Error.WriteLineAsync($"  - {error}").ConfigureAwait(false);
+            }
+
+            return Usage;
+        }
+
+        if (built.Warnings.Count > 0)
+        {
+            await Console.Error.WriteLineAsync("warning: THIS IS A DEVELOPMENT SETUP. See the configuration reference in README.md before exposing the broker.").ConfigureAwait(false);
+        }
+
+        await using var app = built.App;
+        await app.StartAsync(cancel).ConfigureAwait(false);
+        await app.WaitForShutdownAsync(cancel).ConfigureAwait(false);
+        return Ok;
+    }
+}

@@ -1,0 +1,168 @@
+using TokenBroker.Rules.Providers;
+
+namespace TokenBroker.Configuration;
+
+/// <summary>
+/// All broker settings, bound from the <c>TokenBroker</c> configuration section (JSON file given with
+/// <c>--config</c>, environment variables <c>TokenBroker__...</c>, command-line <c>--TokenBroker:...=...</c>).
+/// Unknown keys are errors, so a typo cannot silently fall back to a default.
+/// </summary>
+public sealed class BrokerOptions
+{
+    public const string SectionName = "TokenBroker";
+
+    /// <summary>
+    /// The broker's issuer URL: the <c>iss</c> of every issued token and the base of discovery. Default: derived from
+    /// the first listen URL, <c>http://127.0.0.1:8080</c> when none is set. Must be https unless the host is loopback.
+    /// </summary>
+    public string? Issuer { get; set; }
+
+    /// <summary>CI token issuers the broker trusts, by name (the name rules use). Default: <c>github</c> and <c>gitlab</c> (gitlab.com).</summary>
+    public Dictionary<string, ProviderOptions> Providers { get; set; } = new(StringComparer.Ordinal);
+
+    public RulesOptions Rules { get; set; } = new();
+
+    public SigningOptions Signing { get; set; } = new();
+
+    public StateOptions State { get; set; } = new();
+
+    public LimitsOptions Limits { get; set; } = new();
+
+    public ExchangeOptions Exchange { get; set; } = new();
+}
+
+/// <summary>One trusted CI token issuer.</summary>
+public sealed class ProviderOptions
+{
+    /// <summary>Claim vocabulary: <c>github</c>, <c>gitlab</c> or <c>oidc</c>. Required.</summary>
+    public ProviderKind? Kind { get; set; }
+
+    /// <summary>The exact <c>iss</c> value of the provider's tokens, e.g. <c>https://token.actions.githubusercontent.com</c>. Required.</summary>
+    public string? Issuer { get; set; }
+
+    /// <summary>The exact <c>aud</c> jobs must request for their job token. Default: the broker's issuer URL.</summary>
+    public string? Audience { get; set; }
+
+    /// <summary>The OIDC discovery document. Default: <c>{Issuer}/.well-known/openid-configuration</c>.</summary>
+    public string? MetadataAddress { get; set; }
+
+    /// <summary>Allow http:// for discovery and JWKS. For tests only; warned at start-up. Default: false.</summary>
+    public bool AllowHttp { get; set; }
+
+    /// <summary>
+    /// True when the issuer signs tokens for every tenant, so rules must pin an owner id.
+    /// Default: true for <c>https://token.actions.githubusercontent.com</c> and <c>https://gitlab.com</c>, else false.
+    /// </summary>
+    public bool? SharedIssuer { get; set; }
+
+    /// <summary>Longest accepted <c>exp - iat</c>. Default: 30 minutes for github, 24 hours for gitlab, 1 hour for oidc.</summary>
+    public TimeSpan? MaxTokenLifetime { get; set; }
+
+    /// <summary>Signing algorithms accepted from this provider. Default: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512.</summary>
+    public List<string> Algorithms { get; set; } = [];
+
+    /// <summary>How long fetched keys are used before a scheduled refresh (at least 5 minutes). Default: 1 hour.</summary>
+    public TimeSpan KeyCacheLifetime { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// Minimum time between two refreshes caused by an unknown <c>kid</c>, so a flood of random key ids cannot
+    /// hammer the provider (at least 1 second). Default: 1 minute.
+    /// </summary>
+    public TimeSpan UnknownKeyRefreshInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Timeout of one discovery or JWKS request. Default: 5 seconds.</summary>
+    public TimeSpan FetchTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Retries (exponential back-off with jitter) of a failed fetch. Default: 2.</summary>
+    public int FetchRetries { get; set; } = 2;
+
+    /// <summary>Largest discovery or JWKS response accepted, in bytes. Default: 262,144.</summary>
+    public int MaxDocumentBytes { get; set; } = 256 * 1024;
+
+    /// <summary>oidc only: the raw claim names rules may use (besides <c>sub</c>).</summary>
+    public List<string> Claims { get; set; } = [];
+
+    /// <summary>oidc only: provider-neutral name to raw claim, e.g. <c>repository: project</c>.</summary>
+    public Dictionary<string, string> ClaimMappings { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>oidc only: values of the neutral <c>event</c> claim that mean a pull/merge request.</summary>
+    public List<string> PullRequestEvents { get; set; } = [];
+}
+
+/// <summary>Where the trust rules come from.</summary>
+public sealed class RulesOptions
+{
+    /// <summary>Rule files or directories (their *.yaml and *.yml files in ordinal order). Default: the sample rules built into the executable.</summary>
+    public List<string> Paths { get; set; } = [];
+
+    /// <summary>The longest ttl a rule may grant. Default: 1 hour.</summary>
+    public TimeSpan MaxTtl { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>The ttl of a rule that states none. Default: 5 minutes.</summary>
+    public TimeSpan DefaultTtl { get; set; } = TimeSpan.FromMinutes(5);
+}
+
+/// <summary>The broker's signing keys.</summary>
+public sealed class SigningOptions
+{
+    /// <summary>Keys; the first is the active signer, every key is published. Default: one generated ES256 development key.</summary>
+    public List<SigningKeyOptions> Keys { get; set; } = [];
+}
+
+/// <summary>One signing key.</summary>
+public sealed class SigningKeyOptions
+{
+    /// <summary><c>file</c> (a PEM private key) or <c>generated</c> (a new key in memory at every start; development only). Default: file.</summary>
+    public string Source { get; set; } = "file";
+
+    /// <summary>The PEM file, for <c>file</c> keys: EC P-256/P-384 or RSA of at least 2048 bits.</summary>
+    public string? Path { get; set; }
+
+    /// <summary>ES256 (default), ES384, RS256 or PS256. Must fit the key.</summary>
+    public string Algorithm { get; set; } = "ES256";
+
+    /// <summary>The <c>kid</c>. Default: the key's RFC 7638 thumbprint.</summary>
+    public string? KeyId { get; set; }
+}
+
+/// <summary>Where replay and issued-token state lives.</summary>
+public sealed class StateOptions
+{
+    /// <summary><c>memory</c>: one process only, lost on restart (development and tests). Default: memory.</summary>
+    public string Store { get; set; } = "memory";
+}
+
+/// <summary>Size limits, all enforced before any cryptography.</summary>
+public sealed class LimitsOptions
+{
+    /// <summary>Largest request body in bytes. Default: 65,536.</summary>
+    public int MaxRequestBodyBytes { get; set; } = 64 * 1024;
+
+    /// <summary>Largest subject token in bytes. Default: 16,384.</summary>
+    public int MaxTokenBytes { get; set; } = 16 * 1024;
+
+    /// <summary>Most form fields in one request. Default: 32.</summary>
+    public int MaxFormFields { get; set; } = 32;
+
+    /// <summary>Longest form value other than a token, in characters. Default: 2,048.</summary>
+    public int MaxParameterLength { get; set; } = 2048;
+
+    /// <summary>Most audience plus resource values in one request. Default: 10.</summary>
+    public int MaxAudiences { get; set; } = 10;
+
+    /// <summary>Most claims in a job token. Default: 100.</summary>
+    public int MaxClaims { get; set; } = 100;
+
+    /// <summary>Deepest JSON nesting in a token header or payload. Default: 8.</summary>
+    public int MaxJsonDepth { get; set; } = 8;
+}
+
+/// <summary>Exchange behaviour.</summary>
+public sealed class ExchangeOptions
+{
+    /// <summary>Leeway for <c>exp</c>, <c>nbf</c> and <c>iat</c> (at most 60 seconds). Default: 30 seconds.</summary>
+    public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The <c>Retry-After</c> sent with 503 answers, in seconds. Default: 5.</summary>
+    public int RetryAfterSeconds { get; set; } = 5;
+}

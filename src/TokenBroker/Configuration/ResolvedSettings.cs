@@ -1,0 +1,43 @@
+using TokenBroker.Rules.Loading;
+using TokenBroker.Rules.Providers;
+
+namespace TokenBroker.Configuration;
+
+/// <summary>A provider with every default applied and every value checked.</summary>
+public sealed record ResolvedProvider
+{
+    public required string Name { get; init; }
+    public required ProviderKind Kind { get; init; }
+    public required string Issuer { get; init; }
+    public required string Audience { get; init; }
+    public required string MetadataAddress { get; init; }
+    public required bool AllowHttp { get; init; }
+    public required TimeSpan MaxTokenLifetime { get; init; }
+    public required IReadOnlySet<string> Algorithms { get; init; }
+    public required TimeSpan KeyCacheLifetime { get; init; }
+    public required TimeSpan UnknownKeyRefreshInterval { get; init; }
+    public required TimeSpan FetchTimeout { get; init; }
+    public required int FetchRetries { get; init; }
+    public required int MaxDocumentBytes { get; init; }
+    public required ProviderDescriptor Descriptor { get; init; }
+}
+
+/// <summary>The broker's configuration after defaults and validation. Immutable.</summary>
+public sealed record ResolvedSettings
+{
+    public required string Issuer { get; init; }
+    public required string PathBase { get; init; }
+    public required IReadOnlyList<ResolvedProvider> Providers { get; init; }
+    public required RuleLoadOptions RuleLoad { get; init; }
+    public required IReadOnlyList<string> RulePaths { get; init; }
+    public required IReadOnlyList<SigningKeyOptions> SigningKeys { get; init; }
+    public required string StateStore { get; init; }
+    public required LimitsOptions Limits { get; init; }
+    public required ExchangeOptions Exchange { get; init; }
+
+    /// <summary>Start-up warnings (development defaults, insecure settings).</summary>
+    public required IReadOnlyList<string> Warnings { get; init; }
+
+    public IReadOnlyDictionary<string, ProviderDescriptor> ProviderDescriptors =>
+        Providers.ToDictionary(p => p.Name, p => p.Descriptor, StringComparer.Ordinal);
+}

@@ -1,0 +1,344 @@
+using System.Text.RegularExpressions;
+using TokenBroker.Rules.Loading;
+using TokenBroker.Rules.Providers;
+
+namespace TokenBroker.Configuration;
+
+/// <summary>
+/// Binds and checks the whole configuration in one pass so that start-up reports every problem at once.
+/// </summary>
+public static partial class SettingsResolver
+{
+    public const string GitHubIssuer = "https://token.actions.githubusercontent.com";
+    public const string GitLabComIssuer = "https://gitlab.com";
+    public const string DefaultUrl = "http://127.0.0.1:8080";
+
+    internal static readonly string[] DefaultAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
+    internal static readonly string[] SigningAlgorithms = ["ES256", "ES384", "RS256", "PS256"];
+
+    /// <summary>Binds <see cref="BrokerOptions"/> strictly; binding errors (unknown keys, bad values) become problems.</summary>
+    public static BrokerOptions Bind(IConfiguration configuration, List<string> errors)
+    {
+        var options = new BrokerOptions();
+        try
+        {
+            configuration.GetSection(BrokerOptions.SectionName).Bind(options, o => o.ErrorOnUnknownConfiguration = true);
+        }
+        catch (InvalidOperationException e)
+        {
+            errors.Add($"{BrokerOptions.SectionName}: {e.Message}{(e.InnerException is null ? "" : " " + e.InnerException.Message)}");
+        }
+
+        return options;
+    }
+
+    /// <summary>Resolves defaults and validates; returns null with <paramref name="errors"/> filled when anything is wrong.</summary>
+    public static ResolvedSettings? Resolve(IConfiguration configuration, List<string> errors)
+    {
+        var options = Bind(configuration, errors);
+        var warnings = new List<string>();
+
+        var issuer = ResolveIssuer(options.Issuer, configuration["urls"], errors, warnings, out var pathBase);
+
+        var providers = new List<ResolvedProvider>();
+        var configured = options.Providers.Count > 0
+            ? options.Providers
+            : new Dictionary<string, ProviderOptions>(StringComparer.Ordinal)
+            {
+                ["github"] = new() { Kind = ProviderKind.GitHub, Issuer = GitHubIssuer },
+                ["gitlab"] = new() { Kind = ProviderKind.GitLab, Issuer = GitLabComIssuer },
+            };
+        var issuers = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, p) in configured.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            var resolved = ResolveProvider(name, p, issuer ?? DefaultUrl, errors, warnings);
+            if (resolved is null)
+            {
+                continue;
+            }
+
+            if (issuers.TryGetValue(resolved.Issuer, out var other))
+            {
+                errors.Add($"Providers:{name}:Issuer: the same issuer is already configured for provider '{other}'");
+                continue;
+            }
+
+            issuers[resolved.Issuer] = name;
+            providers.Add(resolved);
+        }
+
+        if (options.Rules.MaxTtl <= TimeSpan.Zero || options.Rules.MaxTtl > TimeSpan.FromHours(24))
+        {
+            errors.Add("Rules:MaxTtl must be between 1 second and 24 hours");
+        }
+
+        if (options.Rules.DefaultTtl <= TimeSpan.Zero || options.Rules.DefaultTtl > options.Rules.MaxTtl)
+        {
+            errors.Add("Rules:DefaultTtl must be positive and at most Rules:MaxTtl");
+        }
+
+        var keys = options.Signing.Keys;
+        if (keys.Count == 0)
+        {
+            keys = [new SigningKeyOptions { Source = "generated", Algorithm = "ES256" }];
+        }
+
+        for (var i = 0; i < keys.Count; i++)
+        {
+            var key = keys[i];
+            if (Array.IndexOf(SigningAlgorithms, key.Algorithm) < 0)
+            {
+                errors.Add($"Signing:Keys:{i}:Algorithm '{key.Algorithm}' is not one of {string.Join(", ", SigningAlgorithms)}");
+            }
+
+            switch (key.Source)
+            {
+                case "file":
+                    if (string.IsNullOrWhiteSpace(key.Path))
+                    {
+                        errors.Add($"Signing:Keys:{i}:Path is required for a file key");
+                    }
+                    else if (!File.Exists(key.Path))
+                    {
+                        errors.Add($"Signing:Keys:{i}:Path '{key.Path}' does not exist");
+                    }
+
+                    break;
+                case "generated":
+                    warnings.Add($"Signing key {i} is generated in memory at start-up: tokens cannot be verified after a restart and replicas disagree. Development only.");
+                    break;
+                default:
+                    errors.Add($"Signing:Keys:{i}:Source '{key.Source}' must be 'file' or 'generated'");
+                    break;
+            }
+
+            if (key.KeyId is { } kid && !KeyIdRegex().IsMatch(kid))
+            {
+                errors.Add($"Signing:Keys:{i}:KeyId must be 1 to 64 characters of [A-Za-z0-9._-]");
+            }
+        }
+
+        if (options.State.Store != "memory")
+        {
+            errors.Add($"State:Store '{options.State.Store}' is not supported; use 'memory'");
+        }
+        else
+        {
+            warnings.Add("State is kept in memory: replay protection holds for this process only and is lost on restart. Development only.");
+        }
+
+        var l = options.Limits;
+        CheckRange(errors, "Limits:MaxRequestBodyBytes", l.MaxRequestBodyBytes, 1024, 1 << 20);
+        CheckRange(errors, "Limits:MaxTokenBytes", l.MaxTokenBytes, 512, 64 * 1024);
+        CheckRange(errors, "Limits:MaxFormFields", l.MaxFormFields, 4, 256);
+        CheckRange(errors, "Limits:MaxParameterLength", l.MaxParameterLength, 64, 16 * 1024);
+        CheckRange(errors, "Limits:MaxAudiences", l.MaxAudiences, 1, 100);
+        CheckRange(errors, "Limits:MaxClaims", l.MaxClaims, 8, 1000);
+        CheckRange(errors, "Limits:MaxJsonDepth", l.MaxJsonDepth, 2, 64);
+        if (l.MaxTokenBytes > l.MaxRequestBodyBytes)
+        {
+            errors.Add("Limits:MaxTokenBytes must not exceed Limits:MaxRequestBodyBytes");
+        }
+
+        if (options.Exchange.ClockSkew < TimeSpan.Zero || options.Exchange.ClockSkew > TimeSpan.FromSeconds(60))
+        {
+            errors.Add("Exchange:ClockSkew must be between 0 and 60 seconds");
+        }
+
+        CheckRange(errors, "Exchange:RetryAfterSeconds", options.Exchange.RetryAfterSeconds, 1, 3600);
+
+        if (errors.Count > 0 || issuer is null)
+        {
+            return null;
+        }
+
+        return new ResolvedSettings
+        {
+            Issuer = issuer,
+            PathBase = pathBase,
+            Providers = providers,
+            RuleLoad = new RuleLoadOptions { MaxTtl = options.Rules.MaxTtl, DefaultTtl = options.Rules.DefaultTtl },
+            RulePaths = options.Rules.Paths,
+            SigningKeys = keys,
+            StateStore = options.State.Store,
+            Limits = options.Limits,
+            Exchange = options.Exchange,
+            Warnings = warnings,
+        };
+    }
+
+    private static void CheckRange(List<string> errors, string name, int value, int min, int max)
+    {
+        if (value < min || value > max)
+        {
+            errors.Add($"{name} must be between {min} and {max}");
+        }
+    }
+
+    private static string? ResolveIssuer(string? configured, string? urls, List<string> errors, List<string> warnings, out string pathBase)
+    {
+        pathBase = string.Empty;
+        var value = configured;
+        if (string.IsNullOrEmpty(value))
+        {
+            var first = urls?.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? DefaultUrl;
+            if (!Uri.TryCreate(first, UriKind.Absolute, out var listen) || listen.Host is "0.0.0.0" or "*" or "+" or "[::]")
+            {
+                errors.Add($"Issuer: cannot derive the issuer from the listen URL '{first}'; set TokenBroker:Issuer to the public URL of the broker");
+                return null;
+            }
+
+            value = listen.GetLeftPart(UriPartial.Authority);
+        }
+
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme is not ("https" or "http"))
+        {
+            errors.Add($"Issuer '{value}' must be an absolute https URL");
+            return null;
+        }
+
+        if (!string.IsNullOrEmpty(uri.Query) || !string.IsNullOrEmpty(uri.Fragment) || !string.IsNullOrEmpty(uri.UserInfo))
+        {
+            errors.Add("Issuer must not contain a query, fragment or user info");
+            return null;
+        }
+
+        if (value.EndsWith('/'))
+        {
+            errors.Add("Issuer must not end with '/': it must be byte-identical to the iss claim verifiers compare");
+            return null;
+        }
+
+        if (uri.Scheme == "http")
+        {
+            if (!uri.IsLoopback)
+            {
+                errors.Add($"Issuer '{value}' must use https (http is accepted for loopback addresses only)");
+                return null;
+            }
+
+            warnings.Add($"Issuer '{value}' is a plain-http loopback URL: cloud verifiers will not accept it. Development only.");
+        }
+
+        pathBase = uri.AbsolutePath == "/" ? string.Empty : uri.AbsolutePath;
+        return value;
+    }
+
+    private static ResolvedProvider? ResolveProvider(string name, ProviderOptions p, string brokerIssuer, List<string> errors, List<string> warnings)
+    {
+        var prefix = $"Providers:{name}";
+        var before = errors.Count;
+        if (!ProviderNameRegex().IsMatch(name))
+        {
+            errors.Add($"{prefix}: provider names must match [a-z][a-z0-9_-]{{0,31}}");
+        }
+
+        if (p.Kind is null)
+        {
+            errors.Add($"{prefix}:Kind is required (github, gitlab or oidc)");
+        }
+
+        if (string.IsNullOrEmpty(p.Issuer) || !Uri.TryCreate(p.Issuer, UriKind.Absolute, out var issuerUri))
+        {
+            errors.Add($"{prefix}:Issuer must be an absolute URL");
+            return null;
+        }
+
+        if (issuerUri.Scheme != "https" && !(p.AllowHttp && issuerUri.Scheme == "http"))
+        {
+            errors.Add($"{prefix}:Issuer must use https (set AllowHttp only for test issuers)");
+        }
+
+        if (p.AllowHttp)
+        {
+            warnings.Add($"Provider '{name}' allows plain http for discovery and keys. Tests only.");
+        }
+
+        var metadata = p.MetadataAddress ?? p.Issuer.TrimEnd('/') + "/.well-known/openid-configuration";
+        if (!Uri.TryCreate(metadata, UriKind.Absolute, out var metadataUri) || (metadataUri.Scheme != "https" && !(p.AllowHttp && metadataUri.Scheme == "http")))
+        {
+            errors.Add($"{prefix}:MetadataAddress must be an absolute https URL");
+        }
+
+        var algorithms = p.Algorithms.Count > 0 ? p.Algorithms : [.. DefaultAlgorithms];
+        foreach (var alg in algorithms)
+        {
+            if (Array.IndexOf(DefaultAlgorithms, alg) < 0)
+            {
+                errors.Add($"{prefix}:Algorithms: '{alg}' is not an allowed asymmetric algorithm ({string.Join(", ", DefaultAlgorithms)})");
+            }
+        }
+
+        if (p.KeyCacheLifetime < TimeSpan.FromMinutes(5) || p.KeyCacheLifetime > TimeSpan.FromDays(1))
+        {
+            errors.Add($"{prefix}:KeyCacheLifetime must be between 5 minutes and 1 day");
+        }
+
+        if (p.UnknownKeyRefreshInterval < TimeSpan.FromSeconds(1) || p.UnknownKeyRefreshInterval > p.KeyCacheLifetime)
+        {
+            errors.Add($"{prefix}:UnknownKeyRefreshInterval must be at least 1 second and at most KeyCacheLifetime");
+        }
+
+        if (p.FetchTimeout <= TimeSpan.Zero || p.FetchTimeout > TimeSpan.FromSeconds(60))
+        {
+            errors.Add($"{prefix}:FetchTimeout must be between 0 and 60 seconds");
+        }
+
+        CheckRange(errors, $"{prefix}:FetchRetries", p.FetchRetries, 0, 5);
+        CheckRange(errors, $"{prefix}:MaxDocumentBytes", p.MaxDocumentBytes, 1024, 4 << 20);
+
+        var kind = p.Kind ?? ProviderKind.Oidc;
+        var maxLifetime = p.MaxTokenLifetime ?? kind switch
+        {
+            ProviderKind.GitHub => TimeSpan.FromMinutes(30),
+            ProviderKind.GitLab => TimeSpan.FromHours(24),
+            _ => TimeSpan.FromHours(1),
+        };
+        if (maxLifetime <= TimeSpan.Zero || maxLifetime > TimeSpan.FromDays(7))
+        {
+            errors.Add($"{prefix}:MaxTokenLifetime must be between 1 second and 7 days");
+        }
+
+        if (kind != ProviderKind.Oidc && (p.Claims.Count > 0 || p.ClaimMappings.Count > 0 || p.PullRequestEvents.Count > 0))
+        {
+            errors.Add($"{prefix}: Claims, ClaimMappings and PullRequestEvents apply to oidc providers only");
+        }
+
+        var vocabulary = kind switch
+        {
+            ProviderKind.GitHub => ClaimVocabulary.GitHub,
+            ProviderKind.GitLab => ClaimVocabulary.GitLab,
+            _ => ClaimVocabulary.ForOidc(p.Claims, p.ClaimMappings, p.PullRequestEvents),
+        };
+
+        var shared = p.SharedIssuer ?? (string.Equals(p.Issuer, GitHubIssuer, StringComparison.Ordinal) || string.Equals(p.Issuer, GitLabComIssuer, StringComparison.Ordinal));
+        if (errors.Count > before)
+        {
+            return null;
+        }
+
+        return new ResolvedProvider
+        {
+            Name = name,
+            Kind = kind,
+            Issuer = p.Issuer,
+            Audience = string.IsNullOrEmpty(p.Audience) ? brokerIssuer : p.Audience,
+            MetadataAddress = metadata,
+            AllowHttp = p.AllowHttp,
+            MaxTokenLifetime = maxLifetime,
+            Algorithms = new HashSet<string>(algorithms, StringComparer.Ordinal),
+            KeyCacheLifetime = p.KeyCacheLifetime,
+            UnknownKeyRefreshInterval = p.UnknownKeyRefreshInterval,
+            FetchTimeout = p.FetchTimeout,
+            FetchRetries = p.FetchRetries,
+            MaxDocumentBytes = p.MaxDocumentBytes,
+            Descriptor = new ProviderDescriptor(name, kind, shared, vocabulary),
+        };
+    }
+
+    [GeneratedRegex(@"\A[a-z][a-z0-9_-]{0,31}\z", RegexOptions.CultureInvariant)]
+    private static partial Regex ProviderNameRegex();
+
+    [GeneratedRegex(@"\A[A-Za-z0-9._-]{1,64}\z", RegexOptions.CultureInvariant)]
+    private static partial Regex KeyIdRegex();
+}

@@ -1,0 +1,194 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.IdentityModel.Tokens;
+using TokenBroker.Tokens;
+
+namespace TokenBroker.Demo;
+
+/// <summary>
+/// A stand-in CI token issuer on loopback for the demo and the tests: a real Kestrel server publishing OIDC
+/// discovery and a JWKS for one or more issuer paths (e.g. <c>/github</c>, <c>/gitlab</c>), and minting RS256 job
+/// tokens. It also serves an Actions-style ID token endpoint (<c>GET {issuer}/_apis/token?audience=...</c> with a
+/// bearer request token), as the GitHub runner does for <c>ACTIONS_ID_TOKEN_REQUEST_URL</c>.
+/// </summary>
+internal sealed class FakeCiIssuer : IAsyncDisposable
+{
+    private static readonly string[] IdTokenOnly = ["id_token"];
+    private static readonly string[] PublicOnly = ["public"];
+    private static readonly string[] Rs256Only = ["RS256"];
+
+    private readonly WebApplication _app;
+    private readonly Dictionary<string, IssuerKeys> _issuers = new(StringComparer.Ordinal);
+    private int _discoveryHits;
+    private int _jwksHits;
+
+    private FakeCiIssuer(WebApplication app, string baseUrl)
+    {
+        _app = app;
+        BaseUrl = baseUrl;
+        RequestToken = Base64Url.Encode(RandomNumberGenerator.GetBytes(24));
+    }
+
+    public string BaseUrl { get; }
+
+    /// <summary>The bearer token the Actions-style endpoint requires (ACTIONS_ID_TOKEN_REQUEST_TOKEN).</summary>
+    public string RequestToken { get; }
+
+    public int DiscoveryHits => Volatile.Read(ref _discoveryHits);
+
+    public int JwksHits => Volatile.Read(ref _jwksHits);
+
+    /// <summary>When true, discovery and JWKS answer 503 (to test outages).</summary>
+    public bool Down { get; set; }
+
+    /// <summary>The audience the Actions-style endpoint uses when the caller names none.</summary>
+    public string DefaultAudience { get; set; } = "tokenbroker";
+
+    public string IssuerUrl(string name) => BaseUrl + "/" + name;
+
+    /// <summary>Starts the issuer on a free loopback port with the given issuer names.</summary>
+    public static async Task<FakeCiIssuer> StartAsync(params string[] issuers)
+    {
+        var port = FreePort();
+        var baseUrl = $"http://127.0.0.1:{port}";
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls(baseUrl);
+        var app = builder.Build();
+        var fake = new FakeCiIssuer(app, baseUrl);
+        foreach (var name in issuers)
+        {
+            fake._issuers[name] = new IssuerKeys();
+        }
+
+        app.MapGet("/{name}/.well-known/openid-configuration", (string name, HttpContext http) =>
+        {
+            Interlocked.Increment(ref fake._discoveryHits);
+            if (fake.Down || !fake._issuers.ContainsKey(name))
+            {
+                return Results.StatusCode(fake.Down ? 503 : 404);
+            }
+
+            var issuer = fake.IssuerUrl(name);
+            return Results.Json(new Dictionary<string, object>
+            {
+                ["issuer"] = issuer,
+                ["jwks_uri"] = issuer + "/.well-known/jwks",
+                ["response_types_supported"] = IdTokenOnly,
+                ["subject_types_supported"] = PublicOnly,
+                ["id_token_signing_alg_values_supported"] = Rs256Only,
+            });
+        });
+        app.MapGet("/{name}/.well-known/jwks", (string name) =>
+        {
+            Interlocked.Increment(ref fake._jwksHits);
+            if (fake.Down || !fake._issuers.TryGetValue(name, out var keys))
+            {
+                return Results.StatusCode(fake.Down ? 503 : 404);
+            }
+
+            return Results.Text(keys.Jwks(), "application/json");
+        });
+        app.MapGet("/{name}/_apis/token", (string name, HttpContext http, string? audience, string? fixture) =>
+        {
+            if (http.Request.Headers.Authorization != "Bearer " + fake.RequestToken || !fake._issuers.ContainsKey(name))
+            {
+                return Results.StatusCode(401);
+            }
+
+            var claims = Fixtures.Load(name == "gitlab" ? "gitlab" : "github", fixture ?? (name == "gitlab" ? "protected_main_staging" : "push_main_production"));
+            return Results.Json(new { value = fake.Mint(name, claims, audience ?? fake.DefaultAudience) });
+        });
+        await app.StartAsync().ConfigureAwait(false);
+        return fake;
+    }
+
+    /// <summary>Mints a job token: the fixture claims plus <c>iss</c>, <c>aud</c>, times and a fresh <c>jti</c>.</summary>
+    public string Mint(string issuerName, IReadOnlyDictionary<string, JsonNode?> claims, string audience, Action<JsonObject>? tweak = null, TimeSpan? lifetime = null, DateTimeOffset? now = null)
+    {
+        var t = (now ?? DateTimeOffset.UtcNow).ToUnixTimeSeconds();
+        var payload = new JsonObject();
+        foreach (var (k, v) in claims)
+        {
+            payload[k] = v?.DeepClone();
+        }
+
+        payload["iss"] = IssuerUrl(issuerName);
+        payload["aud"] = audience;
+        payload["iat"] = t;
+        payload["nbf"] = t - 5;
+        payload["exp"] = t + (long)(lifetime ?? TimeSpan.FromMinutes(5)).TotalSeconds;
+        payload["jti"] = Guid.NewGuid().ToString();
+        tweak?.Invoke(payload);
+        return SignRaw(issuerName, new JsonObject { ["typ"] = "JWT", ["alg"] = "RS256", ["kid"] = _issuers[issuerName].Kid }, payload);
+    }
+
+    /// <summary>Signs an arbitrary header and payload with the issuer's RSA key (tests build attacks with it).</summary>
+    public string SignRaw(string issuerName, JsonObject header, JsonObject payload)
+    {
+        var keys = _issuers[issuerName];
+        var input = Base64Url.Encode(JsonSerializer.SerializeToUtf8Bytes(header)) + "." + Base64Url.Encode(JsonSerializer.SerializeToUtf8Bytes(payload));
+        var signature = keys.Rsa.SignData(System.Text.Encoding.ASCII.GetBytes(input), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        return input + "." + Base64Url.Encode(signature);
+    }
+
+    /// <summary>The issuer's RSA key (public part used by attack tests).</summary>
+    public RSA Key(string issuerName) => _issuers[issuerName].Rsa;
+
+    public string KeyId(string issuerName) => _issuers[issuerName].Kid;
+
+    /// <summary>Replaces the issuer's key: the old kid disappears from the JWKS.</summary>
+    public void RotateKey(string issuerName) => _issuers[issuerName] = new IssuerKeys();
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+        foreach (var keys in _issuers.Values)
+        {
+            keys.Rsa.Dispose();
+        }
+    }
+
+    /// <summary>A free TCP port on loopback (bound and released).</summary>
+    public static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private sealed class IssuerKeys
+    {
+        public RSA Rsa { get; } = RSA.Create(2048);
+
+        public string Kid { get; } = Base64Url.Encode(RandomNumberGenerator.GetBytes(8));
+
+        public string Jwks()
+        {
+            var p = Rsa.ExportParameters(false);
+            return JsonSerializer.Serialize(new
+            {
+                keys = new[]
+                {
+                    new { kty = "RSA", use = "sig", alg = "RS256", kid = Kid, n = Base64UrlEncoder.Encode(p.Modulus), e = Base64UrlEncoder.Encode(p.Exponent) },
+                },
+            });
+        }
+    }
+}
+
+/// <summary>The job-token claim fixtures shipped in samples/fixtures (built into the executable).</summary>
+internal static class Fixtures
+{
+    public static IReadOnlyDictionary<string, JsonNode?> Load(string provider, string name)
+    {
+        var assembly = typeof(Fixtures).Assembly;
+        using var stream = assembly.GetManifestResourceStream($"TokenBroker.Fixtures.{provider}.json")
+            ?? throw new InvalidOperationException($"no fixture file for '{provider}'");
+        var all = JsonNode.Parse(stream)!.AsObject();
+        var fixture = all[name]?.AsObject() ?? throw new InvalidOperationException($"no fixture '{name}' for '{provider}'");
+        return fixture.ToDictionary(kv => kv.Key, kv => kv.Value?.DeepClone());
+    }
+}

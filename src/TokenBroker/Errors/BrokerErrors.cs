@@ -1,0 +1,73 @@
+using static TokenBroker.Errors.OAuthErrorCodes;
+
+namespace TokenBroker.Errors;
+
+/// <summary>
+/// The one catalogue of exchange refusals. Ids are stable (TB1xxx exchange, TB2xxx rules): responses, the audit
+/// log, docs/errors.md and tests all use them. Descriptions are deliberately short and generic; the audit log
+/// carries the operator-facing detail.
+/// </summary>
+public static class BrokerErrors
+{
+    private const int BadRequest = StatusCodes.Status400BadRequest;
+
+    // TB10xx: the HTTP request itself.
+    public static readonly BrokerError MethodNotAllowed = new("TB1001", InvalidRequest, StatusCodes.Status405MethodNotAllowed, "The token endpoint accepts POST only.");
+    public static readonly BrokerError NotFormEncoded = new("TB1002", InvalidRequest, StatusCodes.Status415UnsupportedMediaType, "The body must be application/x-www-form-urlencoded.");
+    public static readonly BrokerError QueryParameters = new("TB1003", InvalidRequest, BadRequest, "Parameters must be sent in the body, not the query string.");
+    public static readonly BrokerError BodyTooLarge = new("TB1004", InvalidRequest, StatusCodes.Status413PayloadTooLarge, "The request body is too large.");
+    public static readonly BrokerError RepeatedParameter = new("TB1005", InvalidRequest, BadRequest, "A single-valued parameter was sent more than once.");
+    public static readonly BrokerError MissingParameter = new("TB1006", InvalidRequest, BadRequest, "A required parameter is missing.");
+    public static readonly BrokerError UnsupportedGrantType = new("TB1007", OAuthErrorCodes.UnsupportedGrantType, BadRequest, "Only the token-exchange grant is supported.");
+    public static readonly BrokerError UnsupportedSubjectTokenType = new("TB1008", InvalidRequest, BadRequest, "This subject_token_type is not accepted.");
+    public static readonly BrokerError UnsupportedRequestedTokenType = new("TB1009", InvalidRequest, BadRequest, "This requested_token_type cannot be issued.");
+    public static readonly BrokerError ActorTokenNotAccepted = new("TB1010", InvalidRequest, BadRequest, "Delegation with actor_token is not supported.");
+    public static readonly BrokerError InvalidRequestedLifetime = new("TB1011", InvalidRequest, BadRequest, "requested_lifetime must be a positive number of seconds.");
+    public static readonly BrokerError FormLimits = new("TB1012", InvalidRequest, BadRequest, "The form has too many fields or a value that is too long.");
+    public static readonly BrokerError MalformedForm = new("TB1013", InvalidRequest, BadRequest, "The form body could not be parsed.");
+    public static readonly BrokerError InvalidAudienceParameter = new("TB1014", InvalidTarget, BadRequest, "An audience or resource value is malformed.");
+    public static readonly BrokerError InvalidScopeParameter = new("TB1015", InvalidScope, BadRequest, "The scope parameter is malformed.");
+    public static readonly BrokerError OwnTokenNotExchangeable = new("TB1016", InvalidRequest, BadRequest, "Tokens issued by this broker cannot be exchanged again.");
+
+    // TB11xx: the subject token.
+    public static readonly BrokerError TokenTooLarge = new("TB1101", InvalidRequest, BadRequest, "The subject token is too large.");
+    public static readonly BrokerError TokenMalformed = new("TB1102", InvalidRequest, BadRequest, "The subject token is not a well-formed signed JWT.");
+    public static readonly BrokerError TokenEncrypted = new("TB1103", InvalidRequest, BadRequest, "Encrypted tokens (JWE) are not accepted.");
+    public static readonly BrokerError TokenAlgorithm = new("TB1104", InvalidRequest, BadRequest, "The subject token's signing algorithm is not allowed.");
+    public static readonly BrokerError TokenHeaderForbidden = new("TB1105", InvalidRequest, BadRequest, "The subject token carries a header the broker refuses (jku, x5u, jwk, x5c).");
+    public static readonly BrokerError TokenCrit = new("TB1106", InvalidRequest, BadRequest, "The subject token has critical header extensions the broker does not understand.");
+    public static readonly BrokerError UnknownIssuer = new("TB1107", InvalidRequest, BadRequest, "The subject token's issuer is not trusted.");
+    public static readonly BrokerError MissingKeyId = new("TB1108", InvalidRequest, BadRequest, "The subject token has no key id (kid).");
+    public static readonly BrokerError UnknownKey = new("TB1109", InvalidRequest, BadRequest, "The subject token is signed with a key its issuer does not publish.");
+    public static readonly BrokerError BadSignature = new("TB1110", InvalidRequest, BadRequest, "The subject token's signature is invalid.");
+    public static readonly BrokerError WrongAudience = new("TB1111", InvalidRequest, BadRequest, "The subject token's audience is not this broker's.");
+    public static readonly BrokerError Expired = new("TB1112", InvalidRequest, BadRequest, "The subject token has expired.");
+    public static readonly BrokerError NotYetValid = new("TB1113", InvalidRequest, BadRequest, "The subject token is not valid yet.");
+    public static readonly BrokerError IssuedInFuture = new("TB1114", InvalidRequest, BadRequest, "The subject token's issue time is in the future.");
+    public static readonly BrokerError LifetimeTooLong = new("TB1115", InvalidRequest, BadRequest, "The subject token's lifetime exceeds what its provider allows.");
+    public static readonly BrokerError MissingClaim = new("TB1116", InvalidRequest, BadRequest, "The subject token lacks a required claim.");
+    public static readonly BrokerError ClaimType = new("TB1117", InvalidRequest, BadRequest, "A registered claim of the subject token has the wrong type.");
+    public static readonly BrokerError Replayed = new("TB1118", InvalidRequest, BadRequest, "This subject token has already been exchanged.");
+    public static readonly BrokerError TokenLimits = new("TB1119", InvalidRequest, BadRequest, "The subject token exceeds the claim count or nesting limits.");
+
+    // TB12xx: policy.
+    public static readonly BrokerError NoRuleMatched = new("TB1201", InvalidRequest, BadRequest, "No trust rule allows this token.");
+    public static readonly BrokerError AudienceNotGranted = new("TB1202", InvalidTarget, BadRequest, "The requested audience is not granted to this token.");
+    public static readonly BrokerError AudienceRequired = new("TB1203", InvalidTarget, BadRequest, "The request must name an audience.");
+    public static readonly BrokerError ScopeNotGranted = new("TB1204", InvalidScope, BadRequest, "The requested scope is not granted to this token.");
+    public static readonly BrokerError RuleNotApplicable = new("TB1205", InvalidRequest, BadRequest, "The matching rule needs a claim this token does not carry.");
+
+    // TB13xx: infrastructure. Never a token; always Retry-After.
+    public static readonly BrokerError ProviderUnavailable = new("TB1301", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "The token's issuer keys cannot be fetched right now; retry shortly.");
+    public static readonly BrokerError StateUnavailable = new("TB1302", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "The broker's state store is unavailable; retry shortly.");
+    public static readonly BrokerError SigningUnavailable = new("TB1303", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "The broker cannot sign tokens right now; retry shortly.");
+    public static readonly BrokerError RulesUnavailable = new("TB1304", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "No trust rules are loaded; retry shortly.");
+    public static readonly BrokerError Internal = new("TB1900", ServerError, StatusCodes.Status500InternalServerError, "Internal error.");
+
+    /// <summary>Every error in the catalogue, for docs and tests.</summary>
+    public static IReadOnlyList<BrokerError> All { get; } = typeof(BrokerErrors)
+        .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+        .Where(f => f.FieldType == typeof(BrokerError))
+        .Select(f => (BrokerError)f.GetValue(null)!)
+        .ToArray();
+}

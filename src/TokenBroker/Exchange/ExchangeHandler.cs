@@ -1,0 +1,218 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using TokenBroker.Audit;
+using TokenBroker.Configuration;
+using TokenBroker.Errors;
+using TokenBroker.Rules;
+using TokenBroker.Rules.Evaluation;
+using TokenBroker.Signing;
+using TokenBroker.State;
+using TokenBroker.Tokens;
+
+namespace TokenBroker.Exchange;
+
+/// <summary>A successful exchange, ready to be written as the RFC 8693 response.</summary>
+internal sealed record IssuedToken(string AccessToken, string IssuedTokenType, string TokenType, int ExpiresIn, string? Scope);
+
+/// <summary>The outcome of an exchange: a token, or a refusal with operator detail.</summary>
+internal readonly record struct ExchangeOutcome(IssuedToken? Token, BrokerError? Error)
+{
+    public static ExchangeOutcome Success(IssuedToken token) => new(token, null);
+
+    public static ExchangeOutcome Fail(BrokerError error) => new(null, error);
+}
+
+/// <summary>
+/// The exchange pipeline, one readable sequence: authenticate the subject token, evaluate trust rules, mint
+/// claims, record state (replay + issued token, atomically), sign. Expected refusals are values; every path
+/// fills the audit event, which the endpoint writes in a <c>finally</c>.
+/// </summary>
+internal sealed class ExchangeHandler(
+    ResolvedSettings settings,
+    SubjectTokenValidator validator,
+    RuleStore rules,
+    SigningKeyRing keys,
+    IStateStore state,
+    TimeProvider time)
+{
+    public async Task<ExchangeOutcome> ExchangeAsync(ExchangeRequest request, AuditEvent audit, CancellationToken cancel)
+    {
+        audit.JobTokenSha256 = AuditEvent.Hash(request.SubjectToken);
+        audit.RequestedAudiences = request.Audiences;
+        audit.RequestedScopes = request.Scopes;
+
+        // 1. Authenticate the job token.
+        var validation = await validator.ValidateAsync(request.SubjectToken, cancel).ConfigureAwait(false);
+        if (validation.Token is not { } job)
+        {
+            return Refuse(audit, validation.Error!, validation.Detail);
+        }
+
+        var provider = job.Provider;
+        var vocabulary = provider.Descriptor.Vocabulary;
+        audit.Provider = provider.Name;
+        audit.JobTokenJti = job.Jti;
+        audit.RepositoryId = vocabulary.Neutral("repository_id")?.Read(job.Claims);
+        audit.Repository = vocabulary.Neutral("repository")?.Read(job.Claims);
+        audit.RunId = vocabulary.Neutral("run_id")?.Read(job.Claims);
+
+        // 2. Evaluate the trust rules.
+        var ruleSet = rules.Current;
+        if (ruleSet is null)
+        {
+            return Refuse(audit, BrokerErrors.RulesUnavailable, "no rule set is loaded");
+        }
+
+        var decision = PolicyEvaluator.Evaluate(ruleSet, provider.Descriptor, job.Claims, new PolicyRequest(provider.Name, request.Audiences, request.Scopes));
+        audit.Rule = decision.Rule?.Id;
+        if (!decision.IsGranted)
+        {
+            var error = decision.Outcome switch
+            {
+                PolicyOutcome.AudienceNotGranted => BrokerErrors.AudienceNotGranted,
+                PolicyOutcome.AudienceRequired => BrokerErrors.AudienceRequired,
+                PolicyOutcome.ScopeNotGranted => BrokerErrors.ScopeNotGranted,
+                PolicyOutcome.TemplateClaimMissing => BrokerErrors.RuleNotApplicable,
+                _ => BrokerErrors.NoRuleMatched,
+            };
+            return Refuse(audit, error, decision.Detail);
+        }
+
+        var rule = decision.Rule!;
+
+        // 3. Mint the claims.
+        var now = time.GetUtcNow();
+        var issuedAt = DateTimeOffset.FromUnixTimeSeconds(now.ToUnixTimeSeconds());
+        var lifetime = rule.Grant.Ttl;
+        if (request.RequestedLifetime is { } asked && asked < lifetime)
+        {
+            lifetime = asked;
+        }
+
+        var mint = new MintRequest
+        {
+            Issuer = settings.Issuer,
+            Subject = decision.Subject!,
+            Audiences = decision.Audiences,
+            IssuedAt = issuedAt,
+            ExpiresAt = issuedAt + lifetime,
+            Jti = TokenMinter.NewJti(),
+            ClientId = ClientId(provider.Name, audit.Repository, job.Subject),
+            Scopes = decision.Scopes,
+            Type = request.RequestedTokenType == TokenTypes.Jwt ? "JWT" : "at+jwt",
+            Context = Context(job, rule.Grant.Stage, rule.Id),
+            Extra = decision.Claims,
+        };
+
+        // 4. Record state: the job token is consumed and the issued token registered in one atomic step.
+        var replayKey = ReplayKey(job.Issuer, job.Jti);
+        var record = new IssuedTokenRecord
+        {
+            Jti = mint.Jti,
+            ExpiresAt = mint.ExpiresAt,
+            IssuedAt = issuedAt,
+            Subject = mint.Subject,
+            Rule = rule.Id,
+            Provider = provider.Name,
+            RepositoryId = audit.RepositoryId,
+            OwnerId = vocabulary.Neutral("owner_id")?.Read(job.Claims),
+            RunId = audit.RunId,
+        };
+        bool fresh;
+        try
+        {
+            fresh = await state.TryConsumeAsync(replayKey, job.ExpiresAt + settings.Exchange.ClockSkew, record, cancel).ConfigureAwait(false);
+        }
+        catch (StateUnavailableException e)
+        {
+            return Refuse(audit, BrokerErrors.StateUnavailable, e.Message);
+        }
+
+        if (!fresh)
+        {
+            return Refuse(audit, BrokerErrors.Replayed, $"job token jti '{JwtReader.Printable(job.Jti)}' of provider '{provider.Name}' was already exchanged");
+        }
+
+        // 5. Sign. If signing fails, give the job token back so the job can retry.
+        string token;
+        try
+        {
+            token = TokenMinter.Mint(mint, keys.Active);
+        }
+        catch (SigningUnavailableException e)
+        {
+            try
+            {
+                await state.ReleaseAsync(replayKey, mint.Jti, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (StateUnavailableException)
+            {
+                // The mark expires with the job token; the job needs a fresh job token to retry.
+            }
+
+            return Refuse(audit, BrokerErrors.SigningUnavailable, e.Message);
+        }
+
+        audit.Outcome = "issued";
+        audit.GrantedAudiences = decision.Audiences;
+        audit.GrantedScopes = decision.Scopes;
+        audit.IssuedJti = mint.Jti;
+        audit.IssuedExpiresAt = mint.ExpiresAt;
+
+        var accessToken = request.RequestedTokenType == TokenTypes.AccessToken;
+        var scope = decision.Scopes.Count > 0 && (request.Scopes is null || !request.Scopes.SequenceEqual(decision.Scopes, StringComparer.Ordinal))
+            ? string.Join(' ', decision.Scopes)
+            : null;
+        return ExchangeOutcome.Success(new IssuedToken(
+            token,
+            accessToken ? TokenTypes.AccessToken : TokenTypes.Jwt,
+            accessToken ? "Bearer" : "N_A",
+            (int)lifetime.TotalSeconds,
+            scope));
+    }
+
+    private static ExchangeOutcome Refuse(AuditEvent audit, BrokerError error, string? detail)
+    {
+        audit.Outcome = "refused";
+        audit.ErrorId = error.Id;
+        audit.ErrorCode = error.Code;
+        audit.Detail = detail;
+        return ExchangeOutcome.Fail(error);
+    }
+
+    /// <summary>The replay key: SHA-256 over the length-prefixed issuer and jti, so no two pairs collide by concatenation.</summary>
+    internal static string ReplayKey(string issuer, string jti)
+    {
+        var text = $"{issuer.Length}:{issuer}|{jti.Length}:{jti}";
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
+    }
+
+    private static string ClientId(string provider, string? repository, string? subject) =>
+        repository is not null ? $"{provider}:{repository}" : $"{provider}:{subject ?? "unknown"}";
+
+    private static List<KeyValuePair<string, string>> Context(VerifiedJobToken job, string stage, string rule)
+    {
+        var vocabulary = job.Provider.Descriptor.Vocabulary;
+        var context = new List<KeyValuePair<string, string>>(9);
+        void Add(string claim, string neutral)
+        {
+            if (vocabulary.Neutral(neutral)?.Read(job.Claims) is { } value)
+            {
+                context.Add(new(claim, value));
+            }
+        }
+
+        Add("repo", "repository");
+        Add("repo_id", "repository_id");
+        Add("ref", "ref");
+        Add("branch", "branch");
+        Add("environment", "environment");
+        Add("run_id", "run_id");
+        context.Add(new("stage", stage));
+        context.Add(new("provider", job.Provider.Name));
+        context.Add(new("rule", rule));
+        Debug.Assert(context.Count <= 9);
+        return context;
+    }
+}

@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using System.Text.Json;
+using TokenBroker.Audit;
+using TokenBroker.Configuration;
+using TokenBroker.Errors;
+using TokenBroker.Hosting;
+
+namespace TokenBroker.Exchange;
+
+/// <summary>The RFC 8693 token endpoint: extract the request, handle the exchange, apply the response.</summary>
+internal static partial class TokenEndpoints
+{
+    public static void MapTokenEndpoint(this IEndpointRouteBuilder app) =>
+        app.Map("/token", HandleAsync).WithName("token").DisableAntiforgery();
+
+    private static async Task HandleAsync(
+        HttpContext http,
+        ExchangeRequestReader reader,
+        ExchangeHandler handler,
+        IAuditSink auditSink,
+        ResolvedSettings settings,
+        TimeProvider time,
+        ILogger<ExchangeHandler> logger)
+    {
+        var started = time.GetTimestamp();
+        var audit = new AuditEvent
+        {
+            Type = "exchange",
+            RequestId = http.TraceIdentifier,
+            Time = time.GetUtcNow(),
+            ClientIp = http.Connection.RemoteIpAddress?.ToString(),
+        };
+        try
+        {
+            var read = await reader.ReadAsync(http.Request, http.RequestAborted).ConfigureAwait(false);
+            ExchangeOutcome outcome;
+            if (read.Request is null)
+            {
+                audit.Outcome = "refused";
+                audit.ErrorId = read.Error!.Id;
+                audit.ErrorCode = read.Error.Code;
+                audit.Detail = read.Detail;
+                outcome = ExchangeOutcome.Fail(read.Error);
+            }
+            else
+            {
+                outcome = await handler.ExchangeAsync(read.Request, audit, http.RequestAborted).ConfigureAwait(false);
+            }
+
+            if (outcome.Token is { } token)
+            {
+                await WriteSuccessAsync(http, token).ConfigureAwait(false);
+            }
+            else
+            {
+                await WriteErrorAsync(http, outcome.Error!, settings.Exchange.RetryAfterSeconds).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            audit.Outcome = "aborted";
+            audit.Detail = "client went away";
+        }
+        catch (Exception e)
+        {
+            // Never a stack trace or token content to the caller; the operator gets the exception in the log.
+            Log.ExchangeFailed(logger, e, http.TraceIdentifier);
+            audit.Outcome = "error";
+            audit.ErrorId = BrokerErrors.Internal.Id;
+            audit.ErrorCode = BrokerErrors.Internal.Code;
+            audit.Detail = e.GetType().Name;
+            if (!http.Response.HasStarted)
+            {
+                await WriteErrorAsync(http, BrokerErrors.Internal, settings.Exchange.RetryAfterSeconds).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            audit.LatencyMs = Math.Round(time.GetElapsedTime(started).TotalMilliseconds, 3);
+            auditSink.Write(audit);
+        }
+    }
+
+    private static async Task WriteSuccessAsync(HttpContext http, IssuedToken token)
+    {
+        NoStore(http.Response);
+        http.Response.StatusCode = StatusCodes.Status200OK;
+        http.Response.ContentType = "application/json";
+        await using var w = new Utf8JsonWriter(http.Response.Body);
+        w.WriteStartObject();
+        w.WriteString("access_token", token.AccessToken);
+        w.WriteString("issued_token_type", token.IssuedTokenType);
+        w.WriteString("token_type", token.TokenType);
+        w.WriteNumber("expires_in", token.ExpiresIn);
+        if (token.Scope is not null)
+        {
+            w.WriteString("scope", token.Scope);
+        }
+
+        w.WriteEndObject();
+        await w.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Writes an RFC 6749 section 5.2 error with the stable id and request id.</summary>
+    internal static async Task WriteErrorAsync(HttpContext http, BrokerError error, int retryAfterSeconds)
+    {
+        NoStore(http.Response);
+        http.Response.StatusCode = error.Status;
+        http.Response.ContentType = "application/json";
+        if (error.IsTransient)
+        {
+            http.Response.Headers.RetryAfter = retryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        if (error == BrokerErrors.MethodNotAllowed)
+        {
+            http.Response.Headers.Allow = "POST";
+        }
+
+        await using var w = new Utf8JsonWriter(http.Response.Body);
+        w.WriteStartObject();
+        w.WriteString("error", error.Code);
+        w.WriteString("error_description", $"{error.Description} ({error.Id}, request {http.TraceIdentifier})");
+        w.WriteString("error_id", error.Id);
+        w.WriteString("request_id", http.TraceIdentifier);
+        w.WriteEndObject();
+        await w.FlushAsync().ConfigureAwait(false);
+    }
+
+    internal static void NoStore(HttpResponse response)
+    {
+        response.Headers.CacheControl = "no-store";
+        response.Headers.Pragma = "no-cache";
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1900, Level = LogLevel.Error, Message = "Exchange {RequestId} failed unexpectedly")]
+        public static partial void ExchangeFailed(ILogger logger, Exception exception, string requestId);
+    }
+}

@@ -1,0 +1,160 @@
+using System.Security.Cryptography;
+using TokenBroker.Audit;
+using TokenBroker.Configuration;
+using TokenBroker.Discovery;
+using TokenBroker.Exchange;
+using TokenBroker.Providers;
+using TokenBroker.Rules;
+using TokenBroker.Rules.Diagnostics;
+using TokenBroker.Signing;
+using TokenBroker.State;
+using TokenBroker.Tokens;
+
+namespace TokenBroker.Hosting;
+
+/// <summary>Inputs for building a broker host: the CLI, the demo and tests all go through here.</summary>
+internal sealed record BrokerAppOptions
+{
+    public string[] Args { get; init; } = [];
+
+    /// <summary>A JSON configuration file (<c>--config</c>); environment variables and arguments still override it.</summary>
+    public string? ConfigFile { get; init; }
+
+    /// <summary>Settings applied last (demo and tests).</summary>
+    public IReadOnlyDictionary<string, string?>? Overrides { get; init; }
+
+    public TimeProvider? Time { get; init; }
+
+    /// <summary>Replaces the default audit sink (tests).</summary>
+    public IAuditSink? AuditSink { get; init; }
+
+    /// <summary>Lowest log level for the console (the demo keeps it quiet).</summary>
+    public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+}
+
+/// <summary>A built host, or every reason it could not be built.</summary>
+internal sealed record BrokerBuildResult(WebApplication? App, ResolvedSettings? Settings, IReadOnlyList<string> Errors, IReadOnlyList<string> Warnings);
+
+/// <summary>Builds the broker: resolves and validates configuration, loads keys and rules, wires the endpoints.</summary>
+internal static class BrokerApp
+{
+    public static BrokerBuildResult Build(BrokerAppOptions options)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            Args = options.Args,
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+
+        if (options.ConfigFile is not null)
+        {
+            if (!File.Exists(options.ConfigFile))
+            {
+                return new BrokerBuildResult(null, null, [$"--config: '{options.ConfigFile}' does not exist"], []);
+            }
+
+            // File first, then environment and arguments again so that they keep precedence over the file.
+            builder.Configuration.AddJsonFile(Path.GetFullPath(options.ConfigFile), optional: false, reloadOnChange: false);
+            builder.Configuration.AddEnvironmentVariables();
+            builder.Configuration.AddCommandLine(options.Args);
+        }
+
+        if (options.Overrides is not null)
+        {
+            builder.Configuration.AddInMemoryCollection(options.Overrides);
+        }
+
+        if (string.IsNullOrEmpty(builder.Configuration["urls"]))
+        {
+            builder.Configuration["urls"] = SettingsResolver.DefaultUrl;
+        }
+
+        builder.WebHost.UseUrls(builder.Configuration["urls"]!);
+
+        var errors = new List<string>();
+        var settings = SettingsResolver.Resolve(builder.Configuration, errors);
+        if (settings is null)
+        {
+            return new BrokerBuildResult(null, null, errors, []);
+        }
+
+        SigningKeyRing keys;
+        try
+        {
+            keys = SigningKeyRing.FromSettings(settings);
+        }
+        catch (Exception e) when (e is InvalidOperationException or CryptographicException or ArgumentException)
+        {
+            return new BrokerBuildResult(null, settings, [$"Signing: {e.Message}"], settings.Warnings);
+        }
+
+        var rules = new RuleStore(settings);
+        var load = rules.Load();
+        var warnings = settings.Warnings.Concat(load.Diagnostics.Where(d => d.Severity == RuleSeverity.Warning).Select(d => d.ToString())).ToList();
+        if (load.HasErrors)
+        {
+            return new BrokerBuildResult(null, settings, load.Diagnostics.Where(d => d.Severity == RuleSeverity.Error).Select(d => d.ToString()).ToList(), warnings);
+        }
+
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            o.UseUtcTimestamp = true;
+        });
+        builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = settings.Limits.MaxRequestBodyBytes;
+            k.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
+        });
+
+        var time = options.Time ?? TimeProvider.System;
+        var services = builder.Services;
+        services.AddSingleton(time);
+        services.AddSingleton(settings);
+        services.AddSingleton(keys);
+        services.AddSingleton(rules);
+        services.AddSingleton(_ => ProviderRegistry.CreateHttpClient());
+        services.AddSingleton(sp => new ProviderRegistry(settings, sp.GetRequiredService<HttpClient>(), time));
+        services.AddSingleton<IStateStore>(_ => new InMemoryStateStore(time));
+        services.AddSingleton<SubjectTokenValidator>();
+        services.AddSingleton<ExchangeRequestReader>();
+        services.AddSingleton<ExchangeHandler>();
+        services.AddSingleton<DiscoveryDocument>();
+        if (options.AuditSink is not null)
+        {
+            services.AddSingleton(options.AuditSink);
+        }
+        else
+        {
+            services.AddSingleton<IAuditSink, LoggerAuditSink>();
+        }
+
+        var app = builder.Build();
+        if (settings.PathBase.Length > 0)
+        {
+            app.UsePathBase(settings.PathBase);
+        }
+
+        app.Use((http, next) =>
+        {
+            // A short random id that the response, the audit event and the logs share.
+            http.TraceIdentifier = "req_" + Base64Url.Encode(RandomNumberGenerator.GetBytes(9));
+            http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
+            return next(http);
+        });
+        app.MapTokenEndpoint();
+        app.MapDiscoveryEndpoints();
+        app.MapHealthEndpoints();
+        return new BrokerBuildResult(app, settings, [], warnings);
+    }
+
+    /// <summary>The addresses Kestrel listens on, once started.</summary>
+    public static IReadOnlyList<string> Addresses(WebApplication app) =>
+        app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()?.Addresses.ToList() ?? [];
+}

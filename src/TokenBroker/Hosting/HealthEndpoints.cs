@@ -1,0 +1,47 @@
+using TokenBroker.Rules;
+using TokenBroker.Signing;
+using TokenBroker.State;
+
+namespace TokenBroker.Hosting;
+
+/// <summary>Liveness (the process answers) and readiness (rules loaded, signing key usable, state store reachable).</summary>
+internal static class HealthEndpoints
+{
+    public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/healthz", () => Results.Text("ok\n"));
+        app.MapGet("/readyz", async (RuleStore rules, SigningKeyRing keys, IStateStore state, CancellationToken cancel) =>
+        {
+            var problems = new List<string>();
+            if (rules.Current is null)
+            {
+                problems.Add("rules: not loaded");
+            }
+
+            try
+            {
+                keys.Active.Sign("readyz"u8);
+            }
+            catch (SigningUnavailableException)
+            {
+                problems.Add("signing: active key cannot sign");
+            }
+
+            try
+            {
+                if (!await state.PingAsync(cancel).ConfigureAwait(false))
+                {
+                    problems.Add("state: store does not answer");
+                }
+            }
+            catch (StateUnavailableException)
+            {
+                problems.Add("state: store unavailable");
+            }
+
+            return problems.Count == 0
+                ? Results.Text("ready\n")
+                : Results.Text(string.Join('\n', problems) + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+        });
+    }
+}

@@ -1,0 +1,179 @@
+using Microsoft.IdentityModel.Protocols;
+using Microsoft.IdentityModel.Protocols.OpenIdConnect;
+using Microsoft.IdentityModel.Tokens;
+using TokenBroker.Configuration;
+
+namespace TokenBroker.Providers;
+
+/// <summary>
+/// One provider's signing keys, from OIDC discovery + JWKS through IdentityModel's <see cref="ConfigurationManager{T}"/>
+/// (which caches, refreshes on schedule and keeps the last good keys when the provider fails). On an unknown
+/// <c>kid</c> it refreshes at most once per <see cref="ResolvedProvider.UnknownKeyRefreshInterval"/>.
+/// </summary>
+internal sealed class ProviderKeySource
+{
+    static ProviderKeySource()
+    {
+        // Make RequestRefresh() + GetConfigurationAsync() fetch in the caller's flow rather than in the background,
+        // so the request that saw a new kid is the one that gets the new keys.
+        AppContext.SetSwitch("Switch.Microsoft.IdentityModel.UpdateConfigAsBlocking", true);
+    }
+
+    private readonly ConfigurationManager<OpenIdConnectConfiguration> _manager;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _unknownKidInterval;
+    private readonly Lock _gate = new();
+    private long _lastForcedRefresh = long.MinValue;
+    private OpenIdConnectConfiguration? _indexedFor;
+    private Dictionary<string, List<JsonWebKey>> _byKid = new(StringComparer.Ordinal);
+
+    public ProviderKeySource(ResolvedProvider provider, HttpClient client, TimeProvider time)
+    {
+        Provider = provider;
+        _time = time;
+        _unknownKidInterval = provider.UnknownKeyRefreshInterval;
+        Retriever = new BoundedDocumentRetriever(client, provider, time);
+        _manager = new ConfigurationManager<OpenIdConnectConfiguration>(
+            provider.MetadataAddress,
+            new IssuerCheckingRetriever(provider.Issuer),
+            Retriever)
+        {
+            AutomaticRefreshInterval = provider.KeyCacheLifetime,
+            RefreshInterval = ConfigurationManager<OpenIdConnectConfiguration>.MinimumRefreshInterval,
+        };
+    }
+
+    public ResolvedProvider Provider { get; }
+
+    internal BoundedDocumentRetriever Retriever { get; }
+
+    /// <summary>Keys published under <paramref name="kid"/>, refreshing once (rate-limited) when the kid is unknown.</summary>
+    public async ValueTask<KeyLookup> FindAsync(string kid, CancellationToken cancel)
+    {
+        OpenIdConnectConfiguration configuration;
+        try
+        {
+            configuration = await _manager.GetConfigurationAsync(cancel).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or HttpRequestException)
+        {
+            return KeyLookup.Unavailable(e.InnerException?.Message ?? e.Message);
+        }
+
+        var keys = Lookup(configuration, kid);
+        if (keys is not null)
+        {
+            return KeyLookup.Found(keys);
+        }
+
+        if (!TryStartForcedRefresh())
+        {
+            return KeyLookup.UnknownKid(refreshed: false);
+        }
+
+        _manager.RequestRefresh();
+        try
+        {
+            configuration = await _manager.GetConfigurationAsync(cancel).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or HttpRequestException)
+        {
+            return KeyLookup.UnknownKid(refreshed: true);
+        }
+
+        keys = Lookup(configuration, kid);
+        return keys is not null ? KeyLookup.Found(keys) : KeyLookup.UnknownKid(refreshed: true);
+    }
+
+    /// <summary>Loads the keys now (start-up warm-up and readiness). Returns false when the provider cannot be reached.</summary>
+    public async Task<bool> WarmUpAsync(CancellationToken cancel)
+    {
+        try
+        {
+            await _manager.GetConfigurationAsync(cancel).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or HttpRequestException)
+        {
+            return false;
+        }
+    }
+
+    private bool TryStartForcedRefresh()
+    {
+        var now = _time.GetTimestamp();
+        lock (_gate)
+        {
+            if (_lastForcedRefresh != long.MinValue && _time.GetElapsedTime(_lastForcedRefresh, now) < _unknownKidInterval)
+            {
+                return false;
+            }
+
+            _lastForcedRefresh = now;
+            return true;
+        }
+    }
+
+    private List<JsonWebKey>? Lookup(OpenIdConnectConfiguration configuration, string kid)
+    {
+        Dictionary<string, List<JsonWebKey>> index;
+        lock (_gate)
+        {
+            if (!ReferenceEquals(_indexedFor, configuration))
+            {
+                var fresh = new Dictionary<string, List<JsonWebKey>>(StringComparer.Ordinal);
+                foreach (var key in configuration.JsonWebKeySet?.Keys ?? [])
+                {
+                    if (string.IsNullOrEmpty(key.Kid) || (!string.IsNullOrEmpty(key.Use) && key.Use != "sig"))
+                    {
+                        continue;
+                    }
+
+                    if (!fresh.TryGetValue(key.Kid, out var list))
+                    {
+                        fresh[key.Kid] = list = [];
+                    }
+
+                    list.Add(key);
+                }
+
+                _byKid = fresh;
+                _indexedFor = configuration;
+            }
+
+            index = _byKid;
+        }
+
+        return index.GetValueOrDefault(kid);
+    }
+
+    /// <summary>Retrieves discovery + JWKS and insists that the discovery document names exactly the configured issuer.</summary>
+    private sealed class IssuerCheckingRetriever(string issuer) : IConfigurationRetriever<OpenIdConnectConfiguration>
+    {
+        public async Task<OpenIdConnectConfiguration> GetConfigurationAsync(string address, IDocumentRetriever retriever, CancellationToken cancel)
+        {
+            var configuration = await OpenIdConnectConfigurationRetriever.GetAsync(address, retriever, cancel).ConfigureAwait(false);
+            if (!string.Equals(configuration.Issuer, issuer, StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException($"discovery document at '{address}' names issuer '{configuration.Issuer}', not '{issuer}'");
+            }
+
+            if (configuration.JsonWebKeySet is null || configuration.JsonWebKeySet.Keys.Count == 0)
+            {
+                throw new InvalidOperationException($"provider '{issuer}' publishes no keys");
+            }
+
+            return configuration;
+        }
+    }
+}
+
+/// <summary>The result of a key lookup.</summary>
+internal readonly record struct KeyLookup(IReadOnlyList<JsonWebKey>? Keys, bool IsUnavailable, bool Refreshed, string? Detail)
+{
+    public static KeyLookup Found(IReadOnlyList<JsonWebKey> keys) => new(keys, false, false, null);
+
+    public static KeyLookup UnknownKid(bool refreshed) => new(null, false, refreshed, null);
+
+    public static KeyLookup Unavailable(string detail) => new(null, true, false, detail);
+}

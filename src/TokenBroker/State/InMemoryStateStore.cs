@@ -1,0 +1,96 @@
+using System.Collections.Concurrent;
+
+namespace TokenBroker.State;
+
+/// <summary>
+/// Process-local state for development, the demo and tests. Atomic per key under concurrency; expired entries
+/// are swept periodically. Not shared between replicas.
+/// </summary>
+public sealed class InMemoryStateStore : IStateStore, IDisposable
+{
+    private readonly ConcurrentDictionary<string, ReplayMark> _replay = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IssuedTokenRecord> _issued = new(StringComparer.Ordinal);
+    private readonly TimeProvider _time;
+    private readonly ITimer _sweeper;
+
+    public InMemoryStateStore(TimeProvider time)
+    {
+        _time = time;
+        _sweeper = time.CreateTimer(_ => Sweep(), null, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1));
+    }
+
+    public ValueTask<bool> TryConsumeAsync(string replayKey, DateTimeOffset replayExpiresAt, IssuedTokenRecord issued, CancellationToken cancel)
+    {
+        var now = _time.GetUtcNow();
+        var mark = new ReplayMark(replayExpiresAt, issued.Jti);
+        while (true)
+        {
+            if (_replay.TryAdd(replayKey, mark))
+            {
+                break;
+            }
+
+            // A mark that has expired may be replaced, but only atomically against the exact value seen.
+            if (!_replay.TryGetValue(replayKey, out var existing))
+            {
+                continue;
+            }
+
+            if (existing.ExpiresAt > now)
+            {
+                return ValueTask.FromResult(false);
+            }
+
+            if (_replay.TryUpdate(replayKey, mark, existing))
+            {
+                break;
+            }
+        }
+
+        _issued[issued.Jti] = issued;
+        return ValueTask.FromResult(true);
+    }
+
+    public ValueTask ReleaseAsync(string replayKey, string issuedJti, CancellationToken cancel)
+    {
+        if (_replay.TryGetValue(replayKey, out var existing) && existing.IssuedJti == issuedJti)
+        {
+            _replay.TryRemove(new KeyValuePair<string, ReplayMark>(replayKey, existing));
+        }
+
+        _issued.TryRemove(issuedJti, out _);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<IssuedTokenRecord?> GetIssuedAsync(string jti, CancellationToken cancel) =>
+        ValueTask.FromResult(_issued.TryGetValue(jti, out var record) && record.ExpiresAt > _time.GetUtcNow() ? record : null);
+
+    public ValueTask<bool> PingAsync(CancellationToken cancel) => ValueTask.FromResult(true);
+
+    /// <summary>Entries currently held (tests).</summary>
+    internal int ReplayCount => _replay.Count;
+
+    internal void Sweep()
+    {
+        var now = _time.GetUtcNow();
+        foreach (var (key, mark) in _replay)
+        {
+            if (mark.ExpiresAt <= now)
+            {
+                _replay.TryRemove(new KeyValuePair<string, ReplayMark>(key, mark));
+            }
+        }
+
+        foreach (var (jti, record) in _issued)
+        {
+            if (record.ExpiresAt <= now)
+            {
+                _issued.TryRemove(new KeyValuePair<string, IssuedTokenRecord>(jti, record));
+            }
+        }
+    }
+
+    public void Dispose() => _sweeper.Dispose();
+
+    private sealed record ReplayMark(DateTimeOffset ExpiresAt, string IssuedJti);
+}

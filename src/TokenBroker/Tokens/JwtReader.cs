@@ -1,0 +1,197 @@
+using System.Text;
+using System.Text.Json;
+using TokenBroker.Errors;
+
+namespace TokenBroker.Tokens;
+
+/// <summary>Limits applied while reading a token, before any cryptography.</summary>
+internal readonly record struct JwtReadLimits(int MaxTokenBytes, int MaxClaims, int MaxJsonDepth);
+
+/// <summary>
+/// Reads a compact JWS strictly and without trusting anything in it: size first, then shape, strict base64url,
+/// strict UTF-8 JSON objects (no duplicate members, bounded depth), and header checks. It verifies nothing
+/// cryptographic; <see cref="SubjectTokenValidator"/> does that with the issuer's keys.
+/// </summary>
+internal static class JwtReader
+{
+    private static readonly string[] ForbiddenHeaders = ["jku", "x5u", "jwk", "x5c"];
+
+    public static JwtReadResult Read(string token, IReadOnlySet<string> allowedAlgorithms, JwtReadLimits limits)
+    {
+        if (token.Length > limits.MaxTokenBytes)
+        {
+            return JwtReadResult.Fail(BrokerErrors.TokenTooLarge, $"token is {token.Length} characters; the limit is {limits.MaxTokenBytes}");
+        }
+
+        var dots = 0;
+        foreach (var c in token)
+        {
+            if (c == '.')
+            {
+                dots++;
+            }
+        }
+
+        if (dots == 4)
+        {
+            return JwtReadResult.Fail(BrokerErrors.TokenEncrypted, "token has five segments (JWE compact serialization)");
+        }
+
+        if (dots != 2)
+        {
+            return JwtReadResult.Fail(BrokerErrors.TokenMalformed, $"token has {dots + 1} segments; a JWS has 3");
+        }
+
+        var first = token.IndexOf('.');
+        var second = token.IndexOf('.', first + 1);
+        var headerText = token.AsSpan(0, first);
+        var payloadText = token.AsSpan(first + 1, second - first - 1);
+        var signatureText = token.AsSpan(second + 1);
+        if (headerText.IsEmpty || payloadText.IsEmpty || signatureText.IsEmpty)
+        {
+            return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "token has an empty segment (unsigned tokens are never accepted)");
+        }
+
+        if (!Base64Url.TryDecodeStrict(headerText, out var headerBytes) ||
+            !Base64Url.TryDecodeStrict(payloadText, out var payloadBytes) ||
+            !Base64Url.TryDecodeStrict(signatureText, out var signature))
+        {
+            return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "a segment is not canonical unpadded base64url");
+        }
+
+        var jsonOptions = new JsonDocumentOptions { MaxDepth = limits.MaxJsonDepth, AllowDuplicateProperties = false };
+        JsonDocument? header = null;
+        JsonDocument? payload = null;
+        try
+        {
+            header = JsonDocument.Parse(headerBytes, jsonOptions);
+            payload = JsonDocument.Parse(payloadBytes, jsonOptions);
+        }
+        catch (JsonException e)
+        {
+            header?.Dispose();
+            var depth = e.Message.Contains("depth", StringComparison.OrdinalIgnoreCase);
+            return JwtReadResult.Fail(
+                depth ? BrokerErrors.TokenLimits : BrokerErrors.TokenMalformed,
+                depth ? $"JSON nesting exceeds {limits.MaxJsonDepth}" : "header or payload is not valid UTF-8 JSON without duplicate members");
+        }
+
+        var ok = false;
+        try
+        {
+            if (header.RootElement.ValueKind != JsonValueKind.Object || payload.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header or payload is not a JSON object");
+            }
+
+            var h = header.RootElement;
+            if (h.TryGetProperty("enc", out _))
+            {
+                return JwtReadResult.Fail(BrokerErrors.TokenEncrypted, "header has 'enc' (JWE)");
+            }
+
+            if (!h.TryGetProperty("alg", out var algElement) || algElement.ValueKind != JsonValueKind.String)
+            {
+                return JwtReadResult.Fail(BrokerErrors.TokenAlgorithm, "header has no string 'alg'");
+            }
+
+            var alg = algElement.GetString()!;
+            if (!allowedAlgorithms.Contains(alg))
+            {
+                return JwtReadResult.Fail(BrokerErrors.TokenAlgorithm, $"algorithm '{Printable(alg)}' is not in the allow-list");
+            }
+
+            foreach (var name in ForbiddenHeaders)
+            {
+                if (h.TryGetProperty(name, out _))
+                {
+                    return JwtReadResult.Fail(BrokerErrors.TokenHeaderForbidden, $"header carries '{name}', which the broker never dereferences or trusts");
+                }
+            }
+
+            if (h.TryGetProperty("crit", out _))
+            {
+                return JwtReadResult.Fail(BrokerErrors.TokenCrit, "header has 'crit'; the broker understands no critical extension");
+            }
+
+            string? kid = null;
+            if (h.TryGetProperty("kid", out var kidElement))
+            {
+                if (kidElement.ValueKind != JsonValueKind.String)
+                {
+                    return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header 'kid' is not a string");
+                }
+
+                kid = kidElement.GetString();
+            }
+
+            if (h.TryGetProperty("typ", out var typElement) &&
+                !(typElement.ValueKind == JsonValueKind.String && string.Equals(typElement.GetString(), "JWT", StringComparison.OrdinalIgnoreCase)))
+            {
+                // Refuses e.g. at+jwt: a token of another kind (such as the broker's own access tokens) is not a job token.
+                return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header 'typ' is present and not 'JWT'");
+            }
+
+            var claimCount = 0;
+            foreach (var _ in payload.RootElement.EnumerateObject())
+            {
+                claimCount++;
+            }
+
+            if (claimCount > limits.MaxClaims)
+            {
+                return JwtReadResult.Fail(BrokerErrors.TokenLimits, $"payload has {claimCount} claims; the limit is {limits.MaxClaims}");
+            }
+
+            ok = true;
+            return JwtReadResult.Success(new ParsedJwt(alg, kid, header, payload, Encoding.ASCII.GetBytes(token, 0, second), signature));
+        }
+        finally
+        {
+            if (!ok)
+            {
+                header.Dispose();
+                payload.Dispose();
+            }
+        }
+    }
+
+    /// <summary>A bounded, printable rendering of an attacker-chosen string for operator logs.</summary>
+    public static string Printable(string value)
+    {
+        var cut = value.Length > 64 ? value[..64] + "..." : value;
+        return string.Create(cut.Length, cut, (span, s) =>
+        {
+            for (var i = 0; i < s.Length; i++)
+            {
+                span[i] = char.IsControl(s[i]) ? '?' : s[i];
+            }
+        });
+    }
+}
+
+/// <summary>A structurally valid, not yet verified JWS. Owns its JSON documents.</summary>
+internal sealed class ParsedJwt(string algorithm, string? keyId, JsonDocument header, JsonDocument payload, byte[] signingInput, byte[] signature) : IDisposable
+{
+    public string Algorithm { get; } = algorithm;
+    public string? KeyId { get; } = keyId;
+    public JsonElement Header => header.RootElement;
+    public JsonElement Payload => payload.RootElement;
+
+    /// <summary>The ASCII bytes of <c>header.payload</c>, the JWS signing input.</summary>
+    public byte[] SigningInput { get; } = signingInput;
+    public byte[] Signature { get; } = signature;
+
+    public void Dispose()
+    {
+        header.Dispose();
+        payload.Dispose();
+    }
+}
+
+internal readonly record struct JwtReadResult(ParsedJwt? Token, BrokerError? Error, string? Detail)
+{
+    public static JwtReadResult Success(ParsedJwt token) => new(token, null, null);
+
+    public static JwtReadResult Fail(BrokerError error, string detail) => new(null, error, detail);
+}

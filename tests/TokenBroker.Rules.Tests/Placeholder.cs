@@ -1,0 +1,1 @@
+namespace TokenBroker.Rules.Tests; internal static class Placeholder {}

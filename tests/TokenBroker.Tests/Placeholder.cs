@@ -1,0 +1,1 @@
+namespace TokenBroker.Tests; internal static class Placeholder {}
