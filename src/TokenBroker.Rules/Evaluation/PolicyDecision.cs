@@ -69,3 +69,47 @@ public sealed record RuleTrace(string RuleId, IReadOnlyList<ConditionTrace> Cond
 
 /// <summary>One condition: the claim as written, the raw claim read, what was expected, what the token had.</summary>
 public sealed record ConditionTrace(string Claim, string Source, string Expected, string? Actual, bool Held);
+
+/// <summary>Renders traces for operators: for each rule, the conditions that failed, with expected and actual values.</summary>
+public static class TraceSummary
+{
+    public static string Summarize(IReadOnlyList<RuleTrace> traces, int maxRules = 10)
+    {
+        if (traces.Count == 0)
+        {
+            return "no rule is configured for this provider";
+        }
+
+        var parts = new List<string>();
+        foreach (var t in traces.Take(maxRules))
+        {
+            var failed = t.Conditions.Where(c => !c.Held)
+                .Select(c => $"{c.Claim} {c.Expected} but token has {(c.Actual is null ? "no such claim" : $"\"{Printable(c.Actual)}\"")}")
+                .ToList();
+            if (t.PullRequestGuard is not null)
+            {
+                failed.Add(t.PullRequestGuard);
+            }
+
+            if (t.ConditionsHeld && t.AudiencesGranted == false)
+            {
+                failed.Add("does not grant the requested audiences");
+            }
+
+            parts.Add($"{t.RuleId}: {(failed.Count == 0 ? "matched" : string.Join("; ", failed))}");
+        }
+
+        if (traces.Count > maxRules)
+        {
+            parts.Add($"... and {traces.Count - maxRules} more rules");
+        }
+
+        return string.Join(" | ", parts);
+    }
+
+    private static string Printable(string value)
+    {
+        var cut = value.Length > 80 ? value[..80] + "..." : value;
+        return new string(cut.Select(c => char.IsControl(c) ? '?' : c).ToArray());
+    }
+}

@@ -76,7 +76,10 @@ internal sealed class ExchangeHandler(
                 PolicyOutcome.TemplateClaimMissing => BrokerErrors.RuleNotApplicable,
                 _ => BrokerErrors.NoRuleMatched,
             };
-            return Refuse(audit, error, decision.Detail);
+
+            // Refusals are the rare path: evaluate again with a trace so the audit log says which condition failed.
+            var traced = PolicyEvaluator.Evaluate(ruleSet, provider.Descriptor, job.Claims, new PolicyRequest(provider.Name, request.Audiences, request.Scopes), trace: true);
+            return Refuse(audit, error, $"{decision.Detail}. {TraceSummary.Summarize(traced.Trace ?? [])}");
         }
 
         var rule = decision.Rule!;

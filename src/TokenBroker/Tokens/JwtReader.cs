@@ -59,6 +59,12 @@ internal static class JwtReader
             return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "a segment is not canonical unpadded base64url");
         }
 
+        // JsonDocument does not validate UTF-8 inside strings it has not decoded yet; check it up front.
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes) || !System.Text.Unicode.Utf8.IsValid(payloadBytes))
+        {
+            return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header or payload is not valid UTF-8");
+        }
+
         var jsonOptions = new JsonDocumentOptions { MaxDepth = limits.MaxJsonDepth, AllowDuplicateProperties = false };
         JsonDocument? header = null;
         JsonDocument? payload = null;

@@ -1,1 +1,0 @@
-namespace TokenBroker.Rules.Tests; internal static class Placeholder {}

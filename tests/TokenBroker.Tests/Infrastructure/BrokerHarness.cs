@@ -1,0 +1,143 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using TokenBroker.Audit;
+using TokenBroker.Demo;
+using TokenBroker.Exchange;
+using TokenBroker.Hosting;
+
+namespace TokenBroker.Tests.Infrastructure;
+
+/// <summary>
+/// A real broker on loopback (Kestrel) trusting a real fake CI issuer (Kestrel) for "github" and "gitlab",
+/// with the sample rules and an in-memory audit sink. One per test fixture.
+/// </summary>
+internal sealed class BrokerHarness : IAsyncDisposable
+{
+    private BrokerHarness(FakeCiIssuer issuer, WebApplication app, string url, DemoCommand.MemoryAuditSink audit)
+    {
+        Issuer = issuer;
+        App = app;
+        Url = url;
+        Audit = audit;
+        Client = new HttpClient { BaseAddress = new Uri(url) };
+    }
+
+    public FakeCiIssuer Issuer { get; }
+    public WebApplication App { get; }
+    public string Url { get; }
+    public DemoCommand.MemoryAuditSink Audit { get; }
+    public HttpClient Client { get; }
+
+    /// <summary>The audience job tokens must carry (the broker's issuer URL by default).</summary>
+    public string Audience => Url;
+
+    public static async Task<BrokerHarness> StartAsync(IReadOnlyDictionary<string, string?>? extra = null, FakeCiIssuer? sharedIssuer = null)
+    {
+        var issuer = sharedIssuer ?? await FakeCiIssuer.StartAsync("github", "gitlab");
+        var url = $"http://127.0.0.1:{FakeCiIssuer.FreePort()}";
+        var settings = DemoCommand.DemoSettings(issuer, url);
+        foreach (var (k, v) in extra ?? new Dictionary<string, string?>())
+        {
+            settings[k] = v;
+        }
+
+        var audit = new DemoCommand.MemoryAuditSink();
+        var built = BrokerApp.Build(new BrokerAppOptions { Overrides = settings, AuditSink = audit, MinimumLogLevel = LogLevel.Warning });
+        if (built.App is null)
+        {
+            throw new InvalidOperationException("broker did not build: " + string.Join("; ", built.Errors));
+        }
+
+        await built.App.StartAsync();
+        return new BrokerHarness(issuer, built.App, url, audit);
+    }
+
+    /// <summary>A GitHub-shaped job token from a fixture, for this broker.</summary>
+    public string GitHubToken(string fixture = "push_main_production", Action<JsonObject>? tweak = null, TimeSpan? lifetime = null, DateTimeOffset? now = null) =>
+        Issuer.Mint("github", Fixtures.Load("github", fixture), Audience, tweak, lifetime, now);
+
+    public string GitLabToken(string fixture = "protected_main_staging", Action<JsonObject>? tweak = null) =>
+        Issuer.Mint("gitlab", Fixtures.Load("gitlab", fixture), Audience, tweak);
+
+    /// <summary>POSTs a token-exchange form and returns status, parsed body and headers.</summary>
+    public async Task<ExchangeResponse> ExchangeAsync(string subjectToken, params string[] audiences) =>
+        await PostFormAsync(ExchangeForm(subjectToken, audiences));
+
+    public static List<KeyValuePair<string, string>> ExchangeForm(string subjectToken, params string[] audiences)
+    {
+        var form = new List<KeyValuePair<string, string>>
+        {
+            new("grant_type", TokenTypes.TokenExchangeGrant),
+            new("subject_token", subjectToken),
+            new("subject_token_type", TokenTypes.IdToken),
+        };
+        form.AddRange(audiences.Select(a => new KeyValuePair<string, string>("audience", a)));
+        return form;
+    }
+
+    public async Task<ExchangeResponse> PostFormAsync(IEnumerable<KeyValuePair<string, string>> form)
+    {
+        using var content = new FormUrlEncodedContent(form);
+        using var response = await Client.PostAsync(new Uri("/token", UriKind.Relative), content);
+        return await ExchangeResponse.ReadAsync(response);
+    }
+
+    public async Task<ExchangeResponse> SendAsync(HttpRequestMessage request)
+    {
+        using var response = await Client.SendAsync(request);
+        return await ExchangeResponse.ReadAsync(response);
+    }
+
+    public AuditEvent? AuditFor(ExchangeResponse response) =>
+        Audit.Events.LastOrDefault(e => e.RequestId == response.RequestId);
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+        await Issuer.DisposeAsync();
+    }
+}
+
+/// <summary>A token endpoint answer.</summary>
+internal sealed record ExchangeResponse(HttpStatusCode Status, JsonObject Body, System.Net.Http.Headers.HttpResponseHeaders Headers, string Raw)
+{
+    public string? Error => Body["error"]?.GetValue<string>();
+    public string? ErrorId => Body["error_id"]?.GetValue<string>();
+    public string? AccessToken => Body["access_token"]?.GetValue<string>();
+    public string? RequestId => Headers.TryGetValues("X-Request-Id", out var v) ? v.FirstOrDefault() : null;
+
+    public static async Task<ExchangeResponse> ReadAsync(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        JsonObject body;
+        try
+        {
+            body = JsonNode.Parse(text) as JsonObject ?? [];
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            body = [];
+        }
+
+        return new ExchangeResponse(response.StatusCode, body, response.Headers, text);
+    }
+
+    /// <summary>The decoded payload of the issued token.</summary>
+    public JsonObject Claims() => JwtParts.Payload(AccessToken!);
+}
+
+internal static class JwtParts
+{
+    public static JsonObject Header(string jwt) => Decode(jwt.Split('.')[0]);
+
+    public static JsonObject Payload(string jwt) => Decode(jwt.Split('.')[1]);
+
+    public static string B64(byte[] bytes) => System.Buffers.Text.Base64Url.EncodeToString(bytes);
+
+    public static string B64(string text) => B64(System.Text.Encoding.UTF8.GetBytes(text));
+
+    private static JsonObject Decode(string segment) =>
+        JsonNode.Parse(System.Buffers.Text.Base64Url.DecodeFromChars(segment))!.AsObject();
+}

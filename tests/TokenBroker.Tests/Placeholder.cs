@@ -1,1 +1,0 @@
-namespace TokenBroker.Tests; internal static class Placeholder {}
