@@ -29,7 +29,17 @@ internal static class BrokerCli
         {
             serveFlag,
         };
-        demo.SetAction((parse, cancel) => DemoCommand.RunAsync(parse.GetValue(serveFlag), Console.Out, cancel));
+        demo.SetAction(async (parse, cancel) =>
+        {
+            // The root lets unmatched tokens through (they are ASP.NET configuration for 'serve'); the demo takes none.
+            if (parse.UnmatchedTokens.Count > 0)
+            {
+                await Console.Error.WriteLineAsync($"tokenbroker demo: unrecognized argument(s): {string.Join(' ', parse.UnmatchedTokens)}").ConfigureAwait(false);
+                return Usage;
+            }
+
+            return await DemoCommand.RunAsync(parse.GetValue(serveFlag), Console.Out, cancel).ConfigureAwait(false);
+        });
 
         var root = new RootCommand("TokenBroker: a security token service for CI/CD (RFC 8693 token exchange for GitHub Actions and GitLab CI job tokens).")
         {

@@ -1,0 +1,84 @@
+using System.Net;
+using TokenBroker.Tests.Infrastructure;
+
+namespace TokenBroker.Tests.Exchange;
+
+/// <summary>Trust-rule refusals over HTTP, with the operator-only reason in the audit log.</summary>
+[TestFixture]
+public sealed class PolicyRefusalTests
+{
+    private BrokerHarness _broker = null!;
+
+    [OneTimeSetUp]
+    public async Task StartAsync() => _broker = await BrokerHarness.StartAsync();
+
+    [OneTimeTearDown]
+    public async Task StopAsync() => await _broker.DisposeAsync();
+
+    [Test]
+    public async Task LookalikeRepository_MatchesNoRule()
+    {
+        var response = await _broker.ExchangeAsync(_broker.GitHubToken("lookalike_repository"), "https://deploy.internal/payments");
+
+        Assert.That(response.Status, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(response.Error, Is.EqualTo("invalid_request"));
+        Assert.That(response.ErrorId, Is.EqualTo("TB1201"));
+        Assert.That(response.AccessToken, Is.Null);
+        var audit = _broker.AuditFor(response)!;
+        Assert.That(audit.Detail, Does.Contain("payments-deploy-prod").And.Contain("900999"), "operators see which condition failed and the actual value");
+        Assert.That(response.Raw, Does.Not.Contain("900999"), "callers do not");
+    }
+
+    [Test]
+    public async Task PullRequestAskingForDeployAudience_IsInvalidTarget()
+    {
+        var response = await _broker.ExchangeAsync(_broker.GitHubToken("pull_request_from_fork"), "https://deploy.internal/payments");
+
+        Assert.That(response.Status, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(response.Error, Is.EqualTo("invalid_target"));
+        Assert.That(response.ErrorId, Is.EqualTo("TB1202"));
+    }
+
+    [Test]
+    public async Task PullRequestAskingForReadAudience_IsGranted()
+    {
+        var response = await _broker.ExchangeAsync(_broker.GitHubToken("pull_request_from_fork"), "https://artifacts.internal");
+
+        Assert.That(response.Status, Is.EqualTo(HttpStatusCode.OK), response.Raw);
+        Assert.That(response.Claims()["rule"]!.GetValue<string>(), Is.EqualTo("payments-ci-read"));
+        Assert.That(response.Claims()["stage"]!.GetValue<string>(), Is.EqualTo("read"));
+    }
+
+    [Test]
+    public async Task ScopeNotGranted_IsInvalidScope()
+    {
+        var form = BrokerHarness.ExchangeForm(_broker.GitHubToken(), "https://deploy.internal/payments");
+        form.Add(new("scope", "deploy:payments admin"));
+
+        var response = await _broker.PostFormAsync(form);
+
+        Assert.That(response.Error, Is.EqualTo("invalid_scope"));
+        Assert.That(response.ErrorId, Is.EqualTo("TB1204"));
+        Assert.That(response.AccessToken, Is.Null);
+    }
+
+    [Test]
+    public async Task NoAudienceWithMultiAudienceRule_IsInvalidTarget()
+    {
+        var response = await _broker.ExchangeAsync(_broker.GitHubToken());
+
+        Assert.That(response.Error, Is.EqualTo("invalid_target"));
+        Assert.That(response.ErrorId, Is.EqualTo("TB1203"));
+    }
+
+    [Test]
+    public async Task RefusedPolicy_DoesNotConsumeTheJobToken()
+    {
+        var token = _broker.GitHubToken();
+        var refused = await _broker.ExchangeAsync(token, "https://not-granted.example");
+        var granted = await _broker.ExchangeAsync(token, "https://deploy.internal/payments");
+
+        Assert.That(refused.ErrorId, Is.EqualTo("TB1202"));
+        Assert.That(granted.Status, Is.EqualTo(HttpStatusCode.OK), granted.Raw);
+    }
+}
