@@ -6,7 +6,8 @@
 // The broker is started once with `dotnet <tokenbroker.dll> demo --serve`, which runs the broker on its embedded
 // default (in-memory state, generated ES256 key, sample rules) plus a fake GitHub/GitLab OIDC issuer on loopback and
 // prints one JSON line describing the endpoints. The dll is taken from TOKENBROKER_DLL, or else from the Release
-// build output relative to this file. Build first: `dotnet build src/TokenBroker -c Release`.
+// build output relative to this file; DOTNET overrides the `dotnet` host. Build first:
+// `dotnet build src/TokenBroker -c Release`. The broker is killed in the `after` hook (SIGTERM, then SIGKILL).
 //
 // Run: cd tests/interop && npm ci --no-audit --no-fund && node --test --test-reporter=spec
 
@@ -143,7 +144,7 @@ async function stopBroker() {
   const graceful = await Promise.race([
     exited.then(() => true),
     new Promise((resolve) => {
-      timer = setTimeout(() => resolve(false), 10_000);
+      timer = setTimeout(() => resolve(false), 5_000);
     }),
   ]);
   clearTimeout(timer);
@@ -271,9 +272,11 @@ let setupErrorReported = false;
 function requireSetup() {
   if (setupError) {
     // The full diagnostic (with the broker's stdout/stderr) once, a one-line reference in the other cases.
-    const detail = setupErrorReported ? String(setupError.message).split('\n')[0] + ' (details in the first failed case)' : setupError.message;
+    if (setupErrorReported) {
+      throw new Error(`broker setup failed: ${String(setupError.message).split('\n')[0]} (details in the first failed case)`);
+    }
     setupErrorReported = true;
-    throw new Error(`broker setup failed: ${detail}`, { cause: setupError });
+    throw new Error(`broker setup failed: ${setupError.message}`, { cause: setupError });
   }
   assert.ok(demo && metadata && jwks, 'broker setup did not complete');
 }
@@ -286,7 +289,7 @@ function testCase(name, fn) {
   });
 }
 
-describe('TokenBroker interop (openid-client + jose)', { timeout: 240_000 }, () => {
+describe('TokenBroker interop (openid-client + jose)', { timeout: 360_000 }, () => {
   before(
     async () => {
       try {

@@ -435,6 +435,10 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
 
                     try
                     {
+                        // The pattern must parse on its own first: otherwise "a)|(b" would close the anchoring group
+                        // below and smuggle in an unanchored alternative.
+                        _ = new Regex(pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture);
+
                         // Anchored to the whole value (\A...\z, so a trailing newline cannot slip past '$'),
                         // and run by the linear-time engine.
                         var regex = new Regex(
@@ -443,8 +447,10 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                             TimeSpan.FromMilliseconds(100));
                         return new RegexCondition(pattern, regex);
                     }
-                    catch (ArgumentException e)
+                    catch (Exception e) when (e is ArgumentException or NotSupportedException)
                     {
+                        // NotSupportedException: constructs the linear-time engine cannot run (lookarounds,
+                        // backreferences, atomic groups, conditionals).
                         Error(RuleErrors.InvalidRegex, arg, $"'regex' on '{claim}' is not a valid expression for the linear-time engine: {e.Message}");
                         return null;
                     }
@@ -702,7 +708,7 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
     {
         value = TimeSpan.Zero;
         var m = DurationRegex().Match(text);
-        if (!m.Success)
+        if (text.Length == 0 || !m.Success)
         {
             return false;
         }

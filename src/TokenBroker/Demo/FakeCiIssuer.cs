@@ -97,8 +97,15 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
                 return Results.StatusCode(401);
             }
 
-            var claims = Fixtures.Load(name == "gitlab" ? "gitlab" : "github", fixture ?? (name == "gitlab" ? "protected_main_staging" : "push_main_production"));
-            return Results.Json(new { value = fake.Mint(name, claims, audience ?? fake.DefaultAudience) });
+            var provider = name == "gitlab" ? "gitlab" : "github";
+            var fixtureName = string.IsNullOrEmpty(fixture) ? (provider == "gitlab" ? "protected_main_staging" : "push_main_production") : fixture;
+            if (!Fixtures.Exists(provider, fixtureName))
+            {
+                return Results.Json(new { error = $"no fixture '{fixtureName}' for {provider}" }, statusCode: 404);
+            }
+
+            var claims = Fixtures.Load(provider, fixtureName);
+            return Results.Json(new { value = fake.Mint(name, claims, string.IsNullOrEmpty(audience) ? fake.DefaultAudience : audience) });
         });
         await app.StartAsync().ConfigureAwait(false);
         return fake;
@@ -182,6 +189,12 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
 /// <summary>The job-token claim fixtures shipped in samples/fixtures (built into the executable).</summary>
 internal static class Fixtures
 {
+    public static bool Exists(string provider, string name)
+    {
+        using var stream = typeof(Fixtures).Assembly.GetManifestResourceStream($"TokenBroker.Fixtures.{provider}.json");
+        return stream is not null && JsonNode.Parse(stream)?.AsObject()[name] is JsonObject;
+    }
+
     public static IReadOnlyDictionary<string, JsonNode?> Load(string provider, string name)
     {
         var assembly = typeof(Fixtures).Assembly;
