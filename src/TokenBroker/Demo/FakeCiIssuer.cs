@@ -32,6 +32,9 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
 
     public string BaseUrl { get; }
 
+    /// <summary>The clock used for <c>iat</c>, <c>nbf</c> and <c>exp</c>.</summary>
+    public TimeProvider Time { get; set; } = TimeProvider.System;
+
     /// <summary>The bearer token the Actions-style endpoint requires (ACTIONS_ID_TOKEN_REQUEST_TOKEN).</summary>
     public string RequestToken { get; }
 
@@ -41,6 +44,9 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
 
     /// <summary>When true, discovery and JWKS answer 503 (to test outages).</summary>
     public bool Down { get; set; }
+
+    /// <summary>Extra bytes added to every JWKS response (to test size caps).</summary>
+    public int JwksPadding { get; set; }
 
     /// <summary>The audience the Actions-style endpoint uses when the caller names none.</summary>
     public string DefaultAudience { get; set; } = "tokenbroker";
@@ -88,11 +94,19 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
                 return Results.StatusCode(fake.Down ? 503 : 404);
             }
 
-            return Results.Text(keys.Jwks(), "application/json");
+            var jwks = keys.Jwks();
+            if (fake.JwksPadding > 0)
+            {
+                jwks = jwks[..^1] + ",\"padding\":\"" + new string('p', fake.JwksPadding) + "\"}";
+            }
+
+            return Results.Text(jwks, "application/json");
         });
         app.MapGet("/{name}/_apis/token", (string name, HttpContext http, string? audience, string? fixture) =>
         {
-            if (http.Request.Headers.Authorization != "Bearer " + fake.RequestToken || !fake._issuers.ContainsKey(name))
+            var presented = System.Text.Encoding.UTF8.GetBytes(http.Request.Headers.Authorization.ToString());
+            var expected = System.Text.Encoding.UTF8.GetBytes("Bearer " + fake.RequestToken);
+            if (!CryptographicOperations.FixedTimeEquals(presented, expected) || !fake._issuers.ContainsKey(name))
             {
                 return Results.StatusCode(401);
             }
@@ -114,7 +128,7 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
     /// <summary>Mints a job token: the fixture claims plus <c>iss</c>, <c>aud</c>, times and a fresh <c>jti</c>.</summary>
     public string Mint(string issuerName, IReadOnlyDictionary<string, JsonNode?> claims, string audience, Action<JsonObject>? tweak = null, TimeSpan? lifetime = null, DateTimeOffset? now = null)
     {
-        var t = (now ?? DateTimeOffset.UtcNow).ToUnixTimeSeconds();
+        var t = (now ?? Time.GetUtcNow()).ToUnixTimeSeconds();
         var payload = new JsonObject();
         foreach (var (k, v) in claims)
         {

@@ -54,7 +54,30 @@ internal static class BrokerApp
             }
 
             // File first, then environment and arguments again so that they keep precedence over the file.
-            builder.Configuration.AddJsonFile(Path.GetFullPath(options.ConfigFile), optional: false, reloadOnChange: false);
+            var full = Path.GetFullPath(options.ConfigFile);
+            if (full.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
+            {
+                try
+                {
+                    builder.Configuration.AddInMemoryCollection(YamlConfigurationFile.Read(full));
+                }
+                catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+                {
+                    return new BrokerBuildResult(null, null, [$"--config: {e.Message}"], []);
+                }
+            }
+            else
+            {
+                try
+                {
+                    builder.Configuration.AddJsonFile(full, optional: false, reloadOnChange: false);
+                }
+                catch (InvalidDataException e)
+                {
+                    return new BrokerBuildResult(null, null, [$"--config: '{full}' is not valid JSON: {e.InnerException?.Message ?? e.Message}"], []);
+                }
+            }
+
             builder.Configuration.AddEnvironmentVariables();
             builder.Configuration.AddCommandLine(options.Args);
         }
