@@ -25,6 +25,7 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
     private readonly RuleLoadOptions _options = options;
 
     private const int MaxPatternLength = 1024;
+    private const int MaxYamlDepth = 32;
     private const int MaxClaimDepth = 4;
 
     /// <summary>Compiles the sources. The result has a rule set only when no error was found.</summary>
@@ -69,6 +70,11 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
             if (source.Text.Length > RuleSource.MaxLength)
             {
                 diagnostics.Add(new RuleDiagnostic(RuleErrors.TooLarge, RuleSeverity.Error, new SourceLocation(source.Name, 0, 0), $"file is larger than {RuleSource.MaxLength} characters"));
+                return;
+            }
+
+            if (!CheckDepth())
+            {
                 return;
             }
 
@@ -129,6 +135,42 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
             }
         }
 
+        /// <summary>
+        /// Streams the parser events once and refuses nesting deeper than <see cref="MaxYamlDepth"/> before the
+        /// recursive tree builder runs: a deeply nested file must be an error, not a stack overflow.
+        /// </summary>
+        private bool CheckDepth()
+        {
+            var parser = new Parser(new StringReader(source.Text));
+            var depth = 0;
+            try
+            {
+                while (parser.MoveNext())
+                {
+                    switch (parser.Current)
+                    {
+                        case YamlDotNet.Core.Events.MappingStart or YamlDotNet.Core.Events.SequenceStart:
+                            if (++depth > MaxYamlDepth)
+                            {
+                                Error(RuleErrors.TooLarge, parser.Current.Start, $"nesting deeper than {MaxYamlDepth} levels");
+                                return false;
+                            }
+
+                            break;
+                        case YamlDotNet.Core.Events.MappingEnd or YamlDotNet.Core.Events.SequenceEnd:
+                            depth--;
+                            break;
+                    }
+                }
+            }
+            catch (YamlException)
+            {
+                // Syntax errors are reported, with their position, by the full load that follows.
+            }
+
+            return true;
+        }
+
         private static string Clean(string message)
         {
             var i = message.IndexOf("): ", StringComparison.Ordinal);
@@ -155,8 +197,16 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                 switch (node)
                 {
                     case YamlMappingNode m:
+                        // Keys are compared by text: YamlDotNet tells "stage" and "!!str stage" apart, YAML does not.
+                        var keys = new HashSet<string>(StringComparer.Ordinal);
                         foreach (var kv in m.Children)
                         {
+                            if (kv.Key is YamlScalarNode { Value: { } text } && !keys.Add(text))
+                            {
+                                Error(RuleErrors.DuplicateKey, kv.Key, $"duplicate key '{text}' in mapping");
+                                ok = false;
+                            }
+
                             stack.Push(kv.Key);
                             stack.Push(kv.Value);
                         }
@@ -303,9 +353,14 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                 grant = CompileGrant(grantNode, provider);
             }
 
-            if (provider is not null && grant is not null && id is not null)
+            if (provider is not null && f.ContainsKey("when"))
             {
-                CheckSafety(map, provider, conditions, grant, allowPr, f.GetValueOrDefault("when"));
+                CheckOwnerPin(map, provider, conditions, f.GetValueOrDefault("when"));
+            }
+
+            if (provider is not null && grant is not null)
+            {
+                CheckPullRequests(map, provider, conditions, grant, allowPr, f.GetValueOrDefault("when"));
             }
 
             var errorsAfter = diagnostics.Count(d => d.Severity == RuleSeverity.Error);
@@ -660,7 +715,7 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
             }
         }
 
-        private void CheckSafety(YamlMappingNode ruleNode, ProviderDescriptor provider, List<ClaimCondition> conditions, Grant grant, bool allowPr, YamlNode? whenNode)
+        private void CheckOwnerPin(YamlMappingNode ruleNode, ProviderDescriptor provider, List<ClaimCondition> conditions, YamlNode? whenNode)
         {
             if (provider.SharedIssuer)
             {
@@ -678,7 +733,10 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                         $"provider '{provider.Name}' is a shared issuer: the rule must pin 'owner_id' ({ownerId?.Source}) to an exact value or an 'in' list, or any tenant of that issuer could match");
                 }
             }
+        }
 
+        private void CheckPullRequests(YamlMappingNode ruleNode, ProviderDescriptor provider, List<ClaimCondition> conditions, Grant grant, bool allowPr, YamlNode? whenNode)
+        {
             if (grant.Stage != TrustRule.ReadStage && !allowPr)
             {
                 var eventAccessor = provider.Vocabulary.Neutral("event");

@@ -28,9 +28,21 @@ public sealed class ClaimVocabulary
     /// <summary>The neutral names this provider maps.</summary>
     public IEnumerable<NeutralClaim> NeutralClaims => _neutral.Values;
 
-    /// <summary>Resolves a name used in a rule to a claim accessor, or null when the provider does not define it.</summary>
+    /// <summary>The prefix that always names a raw claim, even one whose name a neutral name shadows (e.g. GitLab's <c>raw.ref</c>).</summary>
+    public const string RawPrefix = "raw.";
+
+    /// <summary>
+    /// Resolves a name used in a rule to a claim accessor, or null when the provider does not define it. Neutral
+    /// names win over raw claims of the same name; <c>raw.NAME</c> always means the raw claim.
+    /// </summary>
     public ClaimAccessor? Resolve(string name)
     {
+        if (name.StartsWith(RawPrefix, StringComparison.Ordinal))
+        {
+            var raw = name[RawPrefix.Length..];
+            return _raw.Contains(raw) ? ClaimAccessor.Raw(raw) : null;
+        }
+
         if (_neutral.TryGetValue(name, out var neutral))
         {
             return neutral.Accessor;

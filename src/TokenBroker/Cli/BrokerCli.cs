@@ -66,8 +66,43 @@ internal static class BrokerCli
         return await result.InvokeAsync().ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Unmatched arguments reach ASP.NET configuration only when they are configuration keys
+    /// (<c>--TokenBroker:Issuer=https://...</c> or <c>--TokenBroker:Issuer https://...</c>); anything else, such as a
+    /// mistyped verb, is a usage error rather than a reason to start a server.
+    /// </summary>
+    internal static string? CheckConfigurationArguments(IReadOnlyList<string> args)
+    {
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            if (!arg.StartsWith("--", StringComparison.Ordinal) || !arg.Contains(':', StringComparison.Ordinal))
+            {
+                return arg;
+            }
+
+            if (!arg.Contains('=', StringComparison.Ordinal))
+            {
+                if (i + 1 >= args.Count)
+                {
+                    return arg;
+                }
+
+                i++; // the value
+            }
+        }
+
+        return null;
+    }
+
     private static async Task<int> ServeAsync(string? configFile, string? urls, string[] extraArgs, CancellationToken cancel)
     {
+        if (CheckConfigurationArguments(extraArgs) is { } unexpected)
+        {
+            await Console.Error.WriteLineAsync($"tokenbroker: unrecognized argument '{unexpected}'. Configuration keys are passed as --Section:Key=value. Try 'tokenbroker --help'.").ConfigureAwait(false);
+            return Usage;
+        }
+
         var args = urls is null ? extraArgs : [.. extraArgs, "--urls", urls];
         var built = BrokerApp.Build(new BrokerAppOptions { Args = args, ConfigFile = configFile });
         foreach (var warning in built.Warnings)

@@ -16,20 +16,97 @@ public static partial class SettingsResolver
     internal static readonly string[] DefaultAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
     internal static readonly string[] SigningAlgorithms = ["ES256", "ES384", "RS256", "PS256"];
 
-    /// <summary>Binds <see cref="BrokerOptions"/> strictly; binding errors (unknown keys, bad values) become problems.</summary>
+    /// <summary>
+    /// Binds <see cref="BrokerOptions"/> strictly. Every unknown key is reported (a typo must not fall back to a
+    /// default silently), and each subsystem is bound on its own so that a bad value in one does not hide problems
+    /// in another.
+    /// </summary>
     public static BrokerOptions Bind(IConfiguration configuration, List<string> errors)
     {
         var options = new BrokerOptions();
-        try
+        var section = configuration.GetSection(BrokerOptions.SectionName);
+        FindUnknownKeys(section, typeof(BrokerOptions), BrokerOptions.SectionName, errors);
+        foreach (var property in typeof(BrokerOptions).GetProperties())
         {
-            configuration.GetSection(BrokerOptions.SectionName).Bind(options, o => o.ErrorOnUnknownConfiguration = true);
-        }
-        catch (InvalidOperationException e)
-        {
-            errors.Add($"{BrokerOptions.SectionName}: {e.Message}{(e.InnerException is null ? "" : " " + e.InnerException.Message)}");
+            var child = section.GetSection(property.Name);
+            if (!child.Exists())
+            {
+                continue;
+            }
+
+            try
+            {
+                if (property.PropertyType == typeof(string))
+                {
+                    property.SetValue(options, child.Value);
+                }
+                else
+                {
+                    child.Bind(property.GetValue(options));
+                }
+            }
+            catch (InvalidOperationException e)
+            {
+                errors.Add($"{child.Path}: {e.Message}{(e.InnerException is null ? "" : " " + e.InnerException.Message)}");
+            }
         }
 
         return options;
+    }
+
+    private static void FindUnknownKeys(IConfigurationSection section, Type type, string path, List<string> errors)
+    {
+        var underlying = Nullable.GetUnderlyingType(type) ?? type;
+        if (underlying == typeof(string) || underlying.IsPrimitive || underlying.IsEnum || underlying == typeof(TimeSpan))
+        {
+            foreach (var child in section.GetChildren())
+            {
+                errors.Add($"{child.Path}: '{path}' is a value, not a section");
+            }
+
+            return;
+        }
+
+        if (underlying.IsGenericType && underlying.GetGenericTypeDefinition() == typeof(Dictionary<,>))
+        {
+            var valueType = underlying.GetGenericArguments()[1];
+            foreach (var child in section.GetChildren())
+            {
+                FindUnknownKeys(child, valueType, child.Path, errors);
+            }
+
+            return;
+        }
+
+        if (underlying.IsGenericType && underlying.GetGenericTypeDefinition() == typeof(List<>))
+        {
+            var itemType = underlying.GetGenericArguments()[0];
+            foreach (var child in section.GetChildren())
+            {
+                if (!int.TryParse(child.Key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _))
+                {
+                    errors.Add($"{child.Path}: '{path}' is a list; use {path}:0, {path}:1, ...");
+                    continue;
+                }
+
+                FindUnknownKeys(child, itemType, child.Path, errors);
+            }
+
+            return;
+        }
+
+        foreach (var child in section.GetChildren())
+        {
+            var property = underlying.GetProperty(child.Key, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.IgnoreCase);
+            if (property is null)
+            {
+                var known = string.Join(", ", underlying.GetProperties().Select(p => p.Name));
+                errors.Add($"{child.Path}: unknown setting '{child.Key}' (known: {known})");
+                continue;
+            }
+
+            FindUnknownKeys(child, property.PropertyType, child.Path, errors);
+        }
     }
 
     /// <summary>Resolves defaults and validates; returns null with <paramref name="errors"/> filled when anything is wrong.</summary>
@@ -65,6 +142,11 @@ public static partial class SettingsResolver
 
             issuers[resolved.Issuer] = name;
             providers.Add(resolved);
+        }
+
+        if (options.Rules.Paths.Count == 0)
+        {
+            warnings.Add("Rules: no TokenBroker:Rules:Paths set, so the built-in sample rules (config/rules) are in force. Set your own rules before trusting real github.com or gitlab.com tokens.");
         }
 
         if (options.Rules.MaxTtl <= TimeSpan.Zero || options.Rules.MaxTtl > TimeSpan.FromHours(24))

@@ -40,6 +40,11 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
 
     public int DiscoveryHits => Volatile.Read(ref _discoveryHits);
 
+    /// <summary>Discovery requests for one issuer name.</summary>
+    public int DiscoveryHitsFor(string name) => _hitsByName.GetValueOrDefault(name);
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _hitsByName = new(StringComparer.Ordinal);
+
     public int JwksHits => Volatile.Read(ref _jwksHits);
 
     /// <summary>When true, discovery and JWKS answer 503 (to test outages).</summary>
@@ -71,6 +76,7 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
         app.MapGet("/{name}/.well-known/openid-configuration", (string name, HttpContext http) =>
         {
             Interlocked.Increment(ref fake._discoveryHits);
+            fake._hitsByName.AddOrUpdate(name, 1, (_, n) => n + 1);
             if (fake.Down || !fake._issuers.ContainsKey(name))
             {
                 return Results.StatusCode(fake.Down ? 503 : 404);

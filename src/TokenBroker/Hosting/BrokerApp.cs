@@ -144,6 +144,7 @@ internal static class BrokerApp
         services.AddSingleton(_ => ProviderRegistry.CreateHttpClient());
         services.AddSingleton(sp => new ProviderRegistry(settings, sp.GetRequiredService<HttpClient>(), time));
         services.AddSingleton<IStateStore>(_ => new InMemoryStateStore(time));
+        services.AddHostedService<ProviderWarmUp>();
         services.AddSingleton<SubjectTokenValidator>();
         services.AddSingleton<ExchangeRequestReader>();
         services.AddSingleton<ExchangeHandler>();

@@ -52,6 +52,24 @@ internal sealed class BoundedDocumentRetriever : IDocumentRetriever
             throw new IOException($"refusing to fetch '{address}' for provider '{_provider.Name}': https is required");
         }
 
+        try
+        {
+            return await FetchAsync(uri, address, cancel).ConfigureAwait(false);
+        }
+        catch
+        {
+            Interlocked.Increment(ref _failures);
+            throw;
+        }
+    }
+
+    /// <summary>Fetches that failed after all retries, for telling a stale answer from a fresh one.</summary>
+    public int FailureCount => Volatile.Read(ref _failures);
+
+    private int _failures;
+
+    private async Task<string> FetchAsync(Uri uri, string address, CancellationToken cancel)
+    {
         return await _pipeline.ExecuteAsync(
             async ct =>
             {

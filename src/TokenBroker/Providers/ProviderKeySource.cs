@@ -35,7 +35,7 @@ internal sealed class ProviderKeySource
         Retriever = new BoundedDocumentRetriever(client, provider, time);
         _manager = new ConfigurationManager<OpenIdConnectConfiguration>(
             provider.MetadataAddress,
-            new IssuerCheckingRetriever(provider.Issuer),
+            new IssuerCheckingRetriever(provider.Issuer, this),
             Retriever)
         {
             AutomaticRefreshInterval = provider.KeyCacheLifetime,
@@ -44,6 +44,9 @@ internal sealed class ProviderKeySource
     }
 
     public ResolvedProvider Provider { get; }
+
+    /// <summary>Why the last fetch failed, or null after a success (operator detail for 503s).</summary>
+    internal string? LastFailure { get; private set; }
 
     internal BoundedDocumentRetriever Retriever { get; }
 
@@ -57,7 +60,7 @@ internal sealed class ProviderKeySource
         }
         catch (Exception e) when (e is InvalidOperationException or IOException or HttpRequestException)
         {
-            return KeyLookup.Unavailable(e.InnerException?.Message ?? e.Message);
+            return KeyLookup.Unavailable(LastFailure ?? e.Message);
         }
 
         var keys = Lookup(configuration, kid);
@@ -71,6 +74,7 @@ internal sealed class ProviderKeySource
             return KeyLookup.UnknownKid(refreshed: false);
         }
 
+        var failuresBefore = Retriever.FailureCount;
         _manager.RequestRefresh();
         try
         {
@@ -78,11 +82,20 @@ internal sealed class ProviderKeySource
         }
         catch (Exception e) when (e is InvalidOperationException or IOException or HttpRequestException)
         {
-            return KeyLookup.UnknownKid(refreshed: true);
+            return KeyLookup.Unavailable(LastFailure ?? e.Message);
         }
 
         keys = Lookup(configuration, kid);
-        return keys is not null ? KeyLookup.Found(keys) : KeyLookup.UnknownKid(refreshed: true);
+        if (keys is not null)
+        {
+            return KeyLookup.Found(keys);
+        }
+
+        // ConfigurationManager answers with the last good keys when the refresh fails. A kid we could not look up
+        // because the provider is down is a 503 to retry, not a 400 that tells the job its token is bad.
+        return Retriever.FailureCount > failuresBefore
+            ? KeyLookup.Unavailable($"refresh for an unknown kid failed: {LastFailure}")
+            : KeyLookup.UnknownKid(refreshed: true);
     }
 
     /// <summary>Loads the keys now (start-up warm-up and readiness). Returns false when the provider cannot be reached.</summary>
@@ -148,9 +161,25 @@ internal sealed class ProviderKeySource
     }
 
     /// <summary>Retrieves discovery + JWKS and insists that the discovery document names exactly the configured issuer.</summary>
-    private sealed class IssuerCheckingRetriever(string issuer) : IConfigurationRetriever<OpenIdConnectConfiguration>
+    private sealed class IssuerCheckingRetriever(string issuer, ProviderKeySource owner) : IConfigurationRetriever<OpenIdConnectConfiguration>
     {
         public async Task<OpenIdConnectConfiguration> GetConfigurationAsync(string address, IDocumentRetriever retriever, CancellationToken cancel)
+        {
+            try
+            {
+                var configuration = await FetchAsync(address, retriever, cancel).ConfigureAwait(false);
+                owner.LastFailure = null;
+                return configuration;
+            }
+            catch (Exception e)
+            {
+                // ConfigurationManager keeps only a generic message for later callers; keep the cause for operators.
+                owner.LastFailure = e.InnerException is null ? e.Message : $"{e.Message} ({e.InnerException.Message})";
+                throw;
+            }
+        }
+
+        private async Task<OpenIdConnectConfiguration> FetchAsync(string address, IDocumentRetriever retriever, CancellationToken cancel)
         {
             var configuration = await OpenIdConnectConfigurationRetriever.GetAsync(address, retriever, cancel).ConfigureAwait(false);
             if (!string.Equals(configuration.Issuer, issuer, StringComparison.Ordinal))

@@ -170,10 +170,10 @@ public sealed class RuleCompilerDiagnosticsTests
                 when:
                   ref: refs/heads/main
                 grant:
-                  audiences: [{a: b}]
+                  audiences: [a, {b: c}]
                   stage: deploy
                   subject: s
-            """, RuleErrors.WrongType, 7, 19);
+            """, RuleErrors.WrongType, 7, 22);
         yield return Case("claims is a list", """
             rules:
               - id: r1
@@ -475,7 +475,20 @@ public sealed class RuleCompilerDiagnosticsTests
                   claims:
                     tags:
                       repo: ["{repository}}"]
-            """, RuleErrors.InvalidTemplate, 12, 16);
+            """, RuleErrors.InvalidTemplate, 12, 18);
+
+        yield return Case("claim value nested five deep", """
+            rules:
+              - id: r1
+                provider: ghes
+                when:
+                  ref: refs/heads/main
+                grant:
+                  audiences: [a]
+                  stage: deploy
+                  subject: s
+                  claims: { a: { b: { c: { d: { e: x } } } } }
+            """, RuleErrors.WrongType, 10, 40);
 
         // --- TB2015 reserved claim ------------------------------------------------------------------------------
         foreach (var reserved in new[] { "sub", "aud", "exp", "scope", "act", "repo", "stage" })
@@ -600,6 +613,30 @@ public sealed class RuleCompilerDiagnosticsTests
                   stage: deploy
                   subject: s
             """, RuleErrors.DuplicateKey, 6, 7);
+        yield return Case("duplicate key spelled with a quoted key", """
+            rules:
+              - id: r1
+                provider: ghes
+                when:
+                  ref: refs/heads/main
+                grant:
+                  audiences: [a]
+                  stage: read
+                  subject: s
+                  "stage": deploy
+            """, RuleErrors.DuplicateKey, 10, 7);
+        yield return Case("duplicate key spelled with an explicit string tag", """
+            rules:
+              - id: r1
+                provider: ghes
+                when:
+                  ref: refs/heads/main
+                grant:
+                  audiences: [a]
+                  stage: read
+                  subject: s
+                  !!str stage: deploy
+            """, RuleErrors.DuplicateKey, 10, 7);
     }
 
     [TestCaseSource(nameof(SingleMistakes))]

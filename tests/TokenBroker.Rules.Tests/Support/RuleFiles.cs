@@ -24,6 +24,26 @@ internal static class RuleFiles
         return result.RuleSet!;
     }
 
+    /// <summary>
+    /// Compiles one condition, written as YAML, on a claim of a private GitHub issuer and returns it, so that
+    /// operators are tested through the same path rules take.
+    /// </summary>
+    public static Condition CompileCondition(string conditionYaml, string claim = "ref") =>
+        CompileValid($"""
+            rules:
+              - id: r1
+                provider: ghes
+                when:
+                  {claim}: {conditionYaml}
+                grant:
+                  audiences: [a]
+                  stage: deploy
+                  subject: s
+            """).Rules.Single().Conditions.Single().Condition;
+
+    /// <summary>Quotes text as a YAML single-quoted scalar, where only the quote itself needs escaping.</summary>
+    public static string Quote(string text) => "'" + text.Replace("'", "''", StringComparison.Ordinal) + "'";
+
     /// <summary>The files under config/rules, copied next to the test assembly, in the order the broker loads them.</summary>
     public static IReadOnlyList<RuleSource> SampleSources()
     {

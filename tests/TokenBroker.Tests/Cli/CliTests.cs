@@ -38,4 +38,20 @@ public sealed class CliTests
 
         Assert.That(code, Is.EqualTo(BrokerCli.Usage));
     }
+
+    [TestCase("rules", "validate")]
+    [TestCase("serve", "extra")]
+    [TestCase("--TokenBroker:Issuer")]
+    public async Task UnknownWords_AreUsageErrors_NotAServerStart(params string[] args)
+    {
+        var code = await BrokerCli.RunAsync(args);
+
+        Assert.That(code, Is.EqualTo(BrokerCli.Usage));
+    }
+
+    [Test]
+    public void ConfigurationArguments_AreAccepted()
+    {
+        Assert.That(BrokerCli.CheckConfigurationArguments(["--TokenBroker:Issuer=https://a", "--TokenBroker:Limits:MaxClaims", "50"]), Is.Null);
+    }
 }

@@ -53,6 +53,28 @@ public sealed class ConfigurationTests
     }
 
     [Test]
+    public void SeveralUnknownKeysAndBadValues_AreAllReported()
+    {
+        var built = Build(new()
+        {
+            ["TokenBroker:Limits:MaxFormFeilds"] = "10",
+            ["TokenBroker:Signing:Keyz:0:Path"] = "x",
+            ["TokenBroker:Providers:github:Kind"] = "github",
+            ["TokenBroker:Providers:github:Issuer"] = SettingsResolver.GitHubIssuer,
+            ["TokenBroker:Providers:github:Audiance"] = "x",
+            ["TokenBroker:Exchange:RetryAfterSeconds"] = "soon",
+            ["TokenBroker:Rules:MaxTtl"] = "forever",
+        });
+
+        Assert.That(built.App, Is.Null);
+        Assert.That(built.Errors, Has.Some.Contains("MaxFormFeilds"));
+        Assert.That(built.Errors, Has.Some.Contains("Keyz"));
+        Assert.That(built.Errors, Has.Some.Contains("Audiance"));
+        Assert.That(built.Errors, Has.Some.Contains("TokenBroker:Exchange"));
+        Assert.That(built.Errors, Has.Some.Contains("TokenBroker:Rules"));
+    }
+
+    [Test]
     public void WildcardListenAddressWithoutIssuer_IsAnError()
     {
         var built = Build(new() { ["urls"] = "http://0.0.0.0:8080" });

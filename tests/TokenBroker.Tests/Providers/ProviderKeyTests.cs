@@ -44,12 +44,15 @@ public sealed class ProviderKeyTests
     [Test]
     public async Task ColdCacheWithProviderDown_Answers503WithRetryAfterAndNoToken()
     {
-        await using var broker = await BrokerHarness.StartAsync(new Dictionary<string, string?>
-        {
-            ["TokenBroker:Providers:github:FetchRetries"] = "1",
-            ["TokenBroker:Providers:github:FetchTimeout"] = "00:00:02",
-        });
-        broker.Issuer.Down = true;
+        await using var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
+        issuer.Down = true;
+        await using var broker = await BrokerHarness.StartAsync(
+            new Dictionary<string, string?>
+            {
+                ["TokenBroker:Providers:github:FetchRetries"] = "1",
+                ["TokenBroker:Providers:github:FetchTimeout"] = "00:00:02",
+            },
+            issuer);
 
         var response = await broker.ExchangeAsync(broker.GitHubToken(), "https://deploy.internal/payments");
 
@@ -58,7 +61,7 @@ public sealed class ProviderKeyTests
         Assert.That(response.ErrorId, Is.EqualTo("TB1301"));
         Assert.That(response.Headers.RetryAfter, Is.Not.Null);
         Assert.That(response.AccessToken, Is.Null);
-        Assert.That(broker.Issuer.DiscoveryHits, Is.EqualTo(2), "the first attempt and one jittered retry");
+        Assert.That(broker.Issuer.DiscoveryHitsFor("github"), Is.InRange(2, 4), "an attempt and one jittered retry, from warm-up and at most once more for the request; never a retry storm");
     }
 
     [Test]
@@ -72,6 +75,21 @@ public sealed class ProviderKeyTests
         var during = await broker.ExchangeAsync(broker.GitHubToken(), "https://deploy.internal/payments");
 
         Assert.That(during.Status, Is.EqualTo(HttpStatusCode.OK), during.Raw);
+    }
+
+    [Test]
+    public async Task NewKidDuringAnOutage_Answers503NotABadToken()
+    {
+        await using var broker = await BrokerHarness.StartAsync(new Dictionary<string, string?> { ["TokenBroker:Providers:github:FetchRetries"] = "0" });
+        var warm = await broker.ExchangeAsync(broker.GitHubToken(), "https://deploy.internal/payments");
+        Assert.That(warm.Status, Is.EqualTo(HttpStatusCode.OK), warm.Raw);
+
+        broker.Issuer.RotateKey("github");
+        broker.Issuer.Down = true;
+        var response = await broker.ExchangeAsync(broker.GitHubToken(), "https://deploy.internal/payments");
+
+        Assert.That(response.Status, Is.EqualTo(HttpStatusCode.ServiceUnavailable), response.Raw);
+        Assert.That(response.ErrorId, Is.EqualTo("TB1301"));
     }
 
     [Test]

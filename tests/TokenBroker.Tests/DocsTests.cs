@@ -1,0 +1,50 @@
+using System.Text.RegularExpressions;
+using TokenBroker.Errors;
+
+namespace TokenBroker.Tests;
+
+/// <summary>Keeps the docs true: every error the broker can answer with is documented.</summary>
+[TestFixture]
+public sealed class DocsTests
+{
+    private static string RepoFile(string relative)
+    {
+        var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "TokenBroker.sln")))
+        {
+            dir = dir.Parent;
+        }
+
+        Assert.That(dir, Is.Not.Null, "repository root not found");
+        return File.ReadAllText(Path.Combine(dir!.FullName, relative));
+    }
+
+    [Test]
+    public void ErrorsDoc_ListsEveryErrorInTheCatalogueWithItsCodeAndStatus()
+    {
+        var doc = RepoFile("docs/errors.md");
+
+        foreach (var error in BrokerErrors.All)
+        {
+            var row = doc.Split('\n').FirstOrDefault(l => l.StartsWith($"| {error.Id} ", StringComparison.Ordinal));
+            Assert.That(row, Is.Not.Null, $"{error.Id} is missing from docs/errors.md");
+            Assert.That(row, Does.Contain(error.Code).And.Contain(error.Status.ToString(System.Globalization.CultureInfo.InvariantCulture)), error.Id);
+        }
+    }
+
+    [Test]
+    public void ErrorIds_AreUnique()
+    {
+        Assert.That(BrokerErrors.All.Select(e => e.Id), Is.Unique);
+        Assert.That(BrokerErrors.All.Select(e => e.Id), Has.All.Match(new Regex(@"^TB1\d{3}$")));
+    }
+
+    [Test]
+    public void RulesDoc_ListsEveryRuleDiagnostic()
+    {
+        var doc = RepoFile("docs/rules.md");
+        var ids = typeof(TokenBroker.Rules.Diagnostics.RuleErrors).GetFields().Select(f => (string)f.GetValue(null)!);
+
+        Assert.That(ids, Has.All.Matches<string>(id => doc.Contains(id, StringComparison.Ordinal)));
+    }
+}
