@@ -100,6 +100,12 @@ public sealed class RulesOptions
 
     /// <summary>The ttl of a rule that states none. Default: 5 minutes.</summary>
     public TimeSpan DefaultTtl { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Reload the rules when a configured file or directory changes. SIGHUP reloads in any case. Default: true.</summary>
+    public bool Watch { get; set; } = true;
+
+    /// <summary>Quiet time after the last file change before a reload (between 50 ms and 1 minute). Default: 500 ms.</summary>
+    public TimeSpan ReloadDebounce { get; set; } = TimeSpan.FromMilliseconds(500);
 }
 
 /// <summary>The broker's signing keys.</summary>

@@ -30,6 +30,8 @@ public sealed record ResolvedSettings
     public required IReadOnlyList<ResolvedProvider> Providers { get; init; }
     public required RuleLoadOptions RuleLoad { get; init; }
     public required IReadOnlyList<string> RulePaths { get; init; }
+    public bool RulesWatch { get; init; } = true;
+    public TimeSpan RulesReloadDebounce { get; init; } = TimeSpan.FromMilliseconds(500);
     public required IReadOnlyList<SigningKeyOptions> SigningKeys { get; init; }
     public required string StateStore { get; init; }
     public required LimitsOptions Limits { get; init; }

@@ -154,6 +154,11 @@ public static partial class SettingsResolver
             errors.Add("Rules:MaxTtl must be between 1 second and 24 hours");
         }
 
+        if (options.Rules.ReloadDebounce < TimeSpan.FromMilliseconds(50) || options.Rules.ReloadDebounce > TimeSpan.FromMinutes(1))
+        {
+            errors.Add("Rules:ReloadDebounce must be between 50 milliseconds and 1 minute");
+        }
+
         if (options.Rules.DefaultTtl <= TimeSpan.Zero || options.Rules.DefaultTtl > options.Rules.MaxTtl)
         {
             errors.Add("Rules:DefaultTtl must be positive and at most Rules:MaxTtl");
@@ -241,6 +246,8 @@ public static partial class SettingsResolver
             Providers = providers,
             RuleLoad = new RuleLoadOptions { MaxTtl = options.Rules.MaxTtl, DefaultTtl = options.Rules.DefaultTtl },
             RulePaths = options.Rules.Paths,
+            RulesWatch = options.Rules.Watch,
+            RulesReloadDebounce = options.Rules.ReloadDebounce,
             SigningKeys = keys,
             StateStore = options.State.Store,
             Limits = options.Limits,

@@ -145,6 +145,9 @@ internal static class BrokerApp
         services.AddSingleton(sp => new ProviderRegistry(settings, sp.GetRequiredService<HttpClient>(), time));
         services.AddSingleton<IStateStore>(_ => new InMemoryStateStore(time));
         services.AddHostedService<ProviderWarmUp>();
+        services.AddSingleton<BrokerMetrics>();
+        services.AddSingleton<RuleReloader>();
+        services.AddHostedService<RuleWatchService>();
         services.AddSingleton<SubjectTokenValidator>();
         services.AddSingleton<ExchangeRequestReader>();
         services.AddSingleton<ExchangeHandler>();

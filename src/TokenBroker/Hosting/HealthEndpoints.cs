@@ -10,12 +10,23 @@ internal static class HealthEndpoints
     public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", async (RuleStore rules, SigningKeyRing keys, IStateStore state, CancellationToken cancel) =>
+        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, CancellationToken cancel) =>
         {
             var problems = new List<string>();
+            var details = new List<string>();
             if (rules.Current is null)
             {
                 problems.Add("rules: not loaded");
+            }
+            else
+            {
+                var status = reloader.Status;
+                details.Add($"rules: version {status.Version}, {status.RuleCount} rules, loaded {status.LoadedAt:O}");
+                if (status.LastFailureAt is { } failedAt)
+                {
+                    // Still ready: the last good rules are in force. The detail tells operators their change did not apply.
+                    details.Add($"rules: reload ({status.LastFailureTrigger}) at {failedAt:O} FAILED with {status.LastFailure.Count} error(s), first: {(status.LastFailure.Count > 0 ? status.LastFailure[0] : "")}");
+                }
             }
 
             try
@@ -39,9 +50,10 @@ internal static class HealthEndpoints
                 problems.Add("state: store unavailable");
             }
 
+            var detail = string.Join('\n', details);
             return problems.Count == 0
-                ? Results.Text("ready\n")
-                : Results.Text(string.Join('\n', problems) + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+                ? Results.Text("ready\n" + detail + "\n")
+                : Results.Text(string.Join('\n', problems) + "\n" + detail + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
         });
     }
 }
