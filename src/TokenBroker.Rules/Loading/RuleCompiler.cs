@@ -534,7 +534,7 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
             }
 
             var before = diagnostics.Count(d => d.Severity == RuleSeverity.Error);
-            var f = Fields(map, "'grant'", ["audiences", "scopes", "stage", "ttl", "subject", "claims"], ["audiences", "stage", "subject"]);
+            var f = Fields(map, "'grant'", ["audiences", "scopes", "stage", "ttl", "subject", "claims", "downscope_audiences"], ["audiences", "stage", "subject"]);
 
             var audiences = new List<string>();
             if (f.TryGetValue("audiences", out var audNode) && TextList(audNode, "'audiences'") is { } auds)
@@ -644,13 +644,31 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                 }
             }
 
+            // Audiences for which tokens this rule issued may be exchanged again for narrower ones (multi-step
+            // pipelines). Each must be one of the rule's own audiences: downscoping never widens.
+            var downscope = new List<string>();
+            if (f.TryGetValue("downscope_audiences", out var downscopeNode) && TextList(downscopeNode, "'downscope_audiences'") is { } dss)
+            {
+                foreach (var (aud, n) in dss)
+                {
+                    if (!audiences.Contains(aud, StringComparer.Ordinal))
+                    {
+                        Error(RuleErrors.InvalidAudience, n, $"downscope audience '{aud}' is not one of the rule's audiences");
+                    }
+                    else if (!downscope.Contains(aud, StringComparer.Ordinal))
+                    {
+                        downscope.Add(aud);
+                    }
+                }
+            }
+
             var after = diagnostics.Count(d => d.Severity == RuleSeverity.Error);
             if (after > before || stage is null || subject is null)
             {
                 return null;
             }
 
-            return new Grant { Audiences = audiences, Scopes = scopes, Stage = stage, Ttl = ttl, Subject = subject, Claims = claims };
+            return new Grant { Audiences = audiences, Scopes = scopes, Stage = stage, Ttl = ttl, Subject = subject, Claims = claims, DownscopeAudiences = downscope };
         }
 
         private ClaimValueTemplate? CompileClaimValue(YamlNode node, ProviderDescriptor provider, int depth)

@@ -32,6 +32,12 @@ public sealed record Grant
     public required Template Subject { get; init; }
 
     public required IReadOnlyList<KeyValuePair<string, ClaimValueTemplate>> Claims { get; init; }
+
+    /// <summary>
+    /// Audiences for which a token this rule issued may be exchanged for a narrower one (a subset of its
+    /// audiences and scopes, no longer lived). Empty: the rule's tokens cannot be downscoped.
+    /// </summary>
+    public IReadOnlyList<string> DownscopeAudiences { get; init; } = [];
 }
 
 /// <summary>A compiled trust rule: the conditions that must all hold, and the grant.</summary>

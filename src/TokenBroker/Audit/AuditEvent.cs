@@ -19,6 +19,9 @@ public sealed class AuditEvent
     public string? RunId { get; set; }
     public string? JobTokenJti { get; set; }
     public string? JobTokenSha256 { get; set; }
+
+    /// <summary>For a downscoping exchange: the <c>jti</c> of the broker token that was narrowed.</summary>
+    public string? ParentJti { get; set; }
     public string? Rule { get; set; }
     public IReadOnlyList<string>? RequestedAudiences { get; set; }
     public IReadOnlyList<string>? GrantedAudiences { get; set; }

@@ -27,7 +27,7 @@ public static class BrokerErrors
     public static readonly BrokerError MalformedForm = new("TB1013", InvalidRequest, BadRequest, "The form body could not be parsed.");
     public static readonly BrokerError InvalidAudienceParameter = new("TB1014", InvalidTarget, BadRequest, "An audience or resource value is malformed.");
     public static readonly BrokerError InvalidScopeParameter = new("TB1015", InvalidScope, BadRequest, "The scope parameter is malformed.");
-    public static readonly BrokerError OwnTokenNotExchangeable = new("TB1016", InvalidRequest, BadRequest, "Tokens issued by this broker cannot be exchanged again.");
+    public static readonly BrokerError OwnTokenNotExchangeable = new("TB1016", InvalidRequest, BadRequest, "Only access tokens issued by this broker can be exchanged as access_token.");
 
     // TB11xx: the subject token.
     public static readonly BrokerError TokenTooLarge = new("TB1101", InvalidRequest, BadRequest, "The subject token is too large.");
@@ -56,6 +56,9 @@ public static class BrokerErrors
     public static readonly BrokerError AudienceRequired = new("TB1203", InvalidTarget, BadRequest, "The request must name an audience.");
     public static readonly BrokerError ScopeNotGranted = new("TB1204", InvalidScope, BadRequest, "The requested scope is not granted to this token.");
     public static readonly BrokerError RuleNotApplicable = new("TB1205", InvalidRequest, BadRequest, "The matching rule needs a claim this token does not carry.");
+    public static readonly BrokerError DownscopeNotAllowed = new("TB1207", InvalidTarget, BadRequest, "This token cannot be downscoped to the requested audience.");
+    public static readonly BrokerError BrokerTokenInactive = new("TB1208", InvalidRequest, BadRequest, "The presented broker token is expired, revoked or unknown.");
+    public static readonly BrokerError DownscopeWidens = new("TB1209", InvalidScope, BadRequest, "A downscoped token cannot carry scopes the presented token lacks.");
 
     // TB13xx: infrastructure. Never a token; always Retry-After.
     public static readonly BrokerError ProviderUnavailable = new("TB1301", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "The token's issuer keys cannot be fetched right now; retry shortly.");

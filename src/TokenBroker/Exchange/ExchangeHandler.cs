@@ -28,9 +28,10 @@ internal readonly record struct ExchangeOutcome(IssuedToken? Token, BrokerError?
 /// claims, record state (replay + issued token, atomically), sign. Expected refusals are values; every path
 /// fills the audit event, which the endpoint writes in a <c>finally</c>.
 /// </summary>
-internal sealed class ExchangeHandler(
+internal sealed partial class ExchangeHandler(
     ResolvedSettings settings,
     SubjectTokenValidator validator,
+    BrokerTokenValidator brokerTokens,
     RuleStore rules,
     SigningKeyRing keys,
     IStateStore state,
@@ -41,6 +42,10 @@ internal sealed class ExchangeHandler(
         audit.JobTokenSha256 = AuditEvent.Hash(request.SubjectToken);
         audit.RequestedAudiences = request.Audiences;
         audit.RequestedScopes = request.Scopes;
+        if (request.SubjectTokenType == TokenTypes.AccessToken)
+        {
+            return await DownscopeAsync(request, audit, cancel).ConfigureAwait(false);
+        }
 
         // 1. Authenticate the job token.
         var validation = await validator.ValidateAsync(request.SubjectToken, cancel).ConfigureAwait(false);
@@ -157,15 +162,20 @@ internal sealed class ExchangeHandler(
             return Refuse(audit, BrokerErrors.SigningUnavailable, e.Message);
         }
 
+        return Issued(request, audit, mint, token, lifetime);
+    }
+
+    private static ExchangeOutcome Issued(ExchangeRequest request, AuditEvent audit, MintRequest mint, string token, TimeSpan lifetime)
+    {
         audit.Outcome = "issued";
-        audit.GrantedAudiences = decision.Audiences;
-        audit.GrantedScopes = decision.Scopes;
+        audit.GrantedAudiences = mint.Audiences;
+        audit.GrantedScopes = mint.Scopes;
         audit.IssuedJti = mint.Jti;
         audit.IssuedExpiresAt = mint.ExpiresAt;
 
         var accessToken = request.RequestedTokenType == TokenTypes.AccessToken;
-        var scope = decision.Scopes.Count > 0 && (request.Scopes is null || !request.Scopes.SequenceEqual(decision.Scopes, StringComparer.Ordinal))
-            ? string.Join(' ', decision.Scopes)
+        var scope = mint.Scopes.Count > 0 && (request.Scopes is null || !request.Scopes.SequenceEqual(mint.Scopes, StringComparer.Ordinal))
+            ? string.Join(' ', mint.Scopes)
             : null;
         return ExchangeOutcome.Success(new IssuedToken(
             token,

@@ -154,12 +154,8 @@ internal sealed class ExchangeRequestReader(ResolvedSettings settings)
             return ReadResult.Fail(BrokerErrors.MissingParameter, "subject_token_type is missing");
         }
 
-        if (subjectTokenType == TokenTypes.AccessToken)
-        {
-            return ReadResult.Fail(BrokerErrors.OwnTokenNotExchangeable, "subject_token_type access_token: re-exchange of broker tokens is not enabled");
-        }
-
-        if (subjectTokenType is not (TokenTypes.Jwt or TokenTypes.IdToken))
+        // access_token: only tokens this broker issued, for downscoping (checked by BrokerTokenValidator).
+        if (subjectTokenType is not (TokenTypes.Jwt or TokenTypes.IdToken or TokenTypes.AccessToken))
         {
             return ReadResult.Fail(BrokerErrors.UnsupportedSubjectTokenType, $"subject_token_type '{Safe(subjectTokenType)}'");
         }

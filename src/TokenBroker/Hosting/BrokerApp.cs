@@ -149,6 +149,7 @@ internal static class BrokerApp
         services.AddSingleton<RuleReloader>();
         services.AddHostedService<RuleWatchService>();
         services.AddSingleton<SubjectTokenValidator>();
+        services.AddSingleton<BrokerTokenValidator>();
         services.AddSingleton<ExchangeRequestReader>();
         services.AddSingleton<ExchangeHandler>();
         services.AddSingleton<DiscoveryDocument>();

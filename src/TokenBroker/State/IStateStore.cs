@@ -37,6 +37,9 @@ public interface IStateStore
     /// </summary>
     ValueTask ReleaseAsync(string replayKey, string issuedJti, CancellationToken cancel);
 
+    /// <summary>Records a token issued without consuming a job token (a downscoped broker token).</summary>
+    ValueTask RecordIssuedAsync(IssuedTokenRecord issued, CancellationToken cancel);
+
     /// <summary>The record of an issued token, or null when unknown or expired.</summary>
     ValueTask<IssuedTokenRecord?> GetIssuedAsync(string jti, CancellationToken cancel);
 

@@ -62,6 +62,12 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
         return ValueTask.CompletedTask;
     }
 
+    public ValueTask RecordIssuedAsync(IssuedTokenRecord issued, CancellationToken cancel)
+    {
+        _issued[issued.Jti] = issued;
+        return ValueTask.CompletedTask;
+    }
+
     public ValueTask<IssuedTokenRecord?> GetIssuedAsync(string jti, CancellationToken cancel) =>
         ValueTask.FromResult(_issued.TryGetValue(jti, out var record) && record.ExpiresAt > _time.GetUtcNow() ? record : null);
 

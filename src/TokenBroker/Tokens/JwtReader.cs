@@ -16,7 +16,7 @@ internal static class JwtReader
 {
     private static readonly string[] ForbiddenHeaders = ["jku", "x5u", "jwk", "x5c"];
 
-    public static JwtReadResult Read(string token, IReadOnlySet<string> allowedAlgorithms, JwtReadLimits limits)
+    public static JwtReadResult Read(string token, IReadOnlySet<string> allowedAlgorithms, JwtReadLimits limits, string expectedType = "JWT")
     {
         if (token.Length > limits.MaxTokenBytes)
         {
@@ -131,11 +131,14 @@ internal static class JwtReader
                 kid = kidElement.GetString();
             }
 
-            if (h.TryGetProperty("typ", out var typElement) &&
-                !(typElement.ValueKind == JsonValueKind.String && string.Equals(typElement.GetString(), "JWT", StringComparison.OrdinalIgnoreCase)))
+            // Job tokens: typ absent or JWT, so that e.g. the broker's own at+jwt access tokens are never taken for
+            // job tokens. Broker access tokens presented for downscoping: typ at+jwt exactly (RFC 9068 section 4).
+            var typOk = h.TryGetProperty("typ", out var typElement)
+                ? typElement.ValueKind == JsonValueKind.String && string.Equals(typElement.GetString(), expectedType, StringComparison.OrdinalIgnoreCase)
+                : expectedType == "JWT";
+            if (!typOk)
             {
-                // Refuses e.g. at+jwt: a token of another kind (such as the broker's own access tokens) is not a job token.
-                return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header 'typ' is present and not 'JWT'");
+                return JwtReadResult.Fail(BrokerErrors.TokenMalformed, $"header 'typ' is not '{expectedType}'");
             }
 
             var claimCount = 0;
