@@ -68,9 +68,9 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
         builder.WebHost.UseUrls(baseUrl);
         var app = builder.Build();
         var fake = new FakeCiIssuer(app, baseUrl);
-        foreach (var name in issuers)
+        for (var i = 0; i < issuers.Length; i++)
         {
-            fake._issuers[name] = new IssuerKeys();
+            fake._issuers[issuers[i]] = new IssuerKeys(SharedKey(i));
         }
 
         app.MapGet("/{name}/.well-known/openid-configuration", (string name, HttpContext http) =>
@@ -166,7 +166,26 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
     public string KeyId(string issuerName) => _issuers[issuerName].Kid;
 
     /// <summary>Replaces the issuer's key: the old kid disappears from the JWKS.</summary>
-    public void RotateKey(string issuerName) => _issuers[issuerName] = new IssuerKeys();
+    public void RotateKey(string issuerName) => _issuers[issuerName] = new IssuerKeys(RSA.Create(2048));
+
+    // RSA key generation costs up to a second on a small machine; fake issuers started by the same process share
+    // one key per issuer position (each instance still has its own kids), and rotation generates a fresh key.
+    private static readonly List<RSA> KeyPool = [];
+
+    private static RSA SharedKey(int index)
+    {
+        lock (KeyPool)
+        {
+            while (KeyPool.Count <= index)
+            {
+                var rsa = RSA.Create(2048);
+                _ = rsa.ExportParameters(false); // generate now, under the lock, not on first use
+                KeyPool.Add(rsa);
+            }
+
+            return KeyPool[index];
+        }
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -174,7 +193,16 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
         await _app.DisposeAsync().ConfigureAwait(false);
         foreach (var keys in _issuers.Values)
         {
-            keys.Rsa.Dispose();
+            bool pooled;
+            lock (KeyPool)
+            {
+                pooled = KeyPool.Contains(keys.Rsa);
+            }
+
+            if (!pooled)
+            {
+                keys.Rsa.Dispose();
+            }
         }
     }
 
@@ -186,9 +214,9 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private sealed class IssuerKeys
+    private sealed class IssuerKeys(RSA rsa)
     {
-        public RSA Rsa { get; } = RSA.Create(2048);
+        public RSA Rsa { get; } = rsa;
 
         public string Kid { get; } = Base64Url.Encode(RandomNumberGenerator.GetBytes(8));
 
