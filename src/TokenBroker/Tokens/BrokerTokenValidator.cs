@@ -38,7 +38,7 @@ internal sealed class BrokerTokenValidator(ResolvedSettings settings, SigningKey
 
         using var jwt = read.Token;
         var signer = keys.Keys.FirstOrDefault(k => string.Equals(k.KeyId, jwt.KeyId, StringComparison.Ordinal));
-        if (signer is null || signer.Algorithm != jwt.Algorithm || !Verify(signer, jwt))
+        if (signer is null || signer.Algorithm != jwt.Algorithm || !jwt.VerifySignature(signer.PublicKey))
         {
             return BrokerTokenValidation.Fail(BrokerErrors.OwnTokenNotExchangeable, "not signed by a key of this broker");
         }
@@ -94,21 +94,6 @@ internal sealed class BrokerTokenValidator(ResolvedSettings settings, SigningKey
         }
 
         return false;
-    }
-
-    private static bool Verify(ITokenSigner signer, ParsedJwt jwt)
-    {
-        var key = signer.PublicKey;
-        var factory = key.CryptoProviderFactory;
-        var provider = factory.CreateForVerifying(key, jwt.Algorithm);
-        try
-        {
-            return provider.Verify(jwt.SigningInput, jwt.Signature);
-        }
-        finally
-        {
-            factory.ReleaseSignatureProvider(provider);
-        }
     }
 }
 

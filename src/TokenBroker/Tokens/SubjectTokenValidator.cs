@@ -79,7 +79,7 @@ internal sealed class SubjectTokenValidator(ProviderRegistry providers, Resolved
         var verified = false;
         foreach (var key in lookup.Keys)
         {
-            if (KeyFits(key, jwt.Algorithm) && Verify(key, jwt))
+            if (KeyFits(key, jwt.Algorithm) && jwt.VerifySignature(key))
             {
                 verified = true;
                 break;
@@ -201,28 +201,6 @@ internal sealed class SubjectTokenValidator(ProviderRegistry providers, Resolved
             },
             _ => false,
         };
-    }
-
-    private static bool Verify(JsonWebKey key, ParsedJwt jwt)
-    {
-        var factory = key.CryptoProviderFactory;
-        SignatureProvider? signatureProvider = null;
-        try
-        {
-            signatureProvider = factory.CreateForVerifying(key, jwt.Algorithm);
-            return signatureProvider.Verify(jwt.SigningInput, jwt.Signature);
-        }
-        catch (Exception e) when (e is SecurityTokenException or NotSupportedException or ArgumentException or System.Security.Cryptography.CryptographicException)
-        {
-            return false;
-        }
-        finally
-        {
-            if (signatureProvider is not null)
-            {
-                factory.ReleaseSignatureProvider(signatureProvider);
-            }
-        }
     }
 }
 
