@@ -60,8 +60,11 @@ public static class PolicyEvaluator
 
     private static bool ConditionsHold(TrustRule rule, IJobClaims claims)
     {
-        foreach (var c in rule.Conditions)
+        // Indexed loops: foreach over IReadOnlyList boxes an enumerator per rule on the hot path.
+        var conditions = rule.Conditions;
+        for (var i = 0; i < conditions.Count; i++)
         {
+            var c = conditions[i];
             var value = c.Accessor.Read(claims);
             if (value is null || !c.Condition.Matches(value))
             {
@@ -89,9 +92,9 @@ public static class PolicyEvaluator
 
     private static bool GrantsAudiences(TrustRule rule, IReadOnlyList<string> requested)
     {
-        foreach (var aud in requested)
+        for (var i = 0; i < requested.Count; i++)
         {
-            if (!Contains(rule.Grant.Audiences, aud))
+            if (!Contains(rule.Grant.Audiences, requested[i]))
             {
                 return false;
             }

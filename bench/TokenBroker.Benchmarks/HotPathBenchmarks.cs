@@ -1,0 +1,148 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using BenchmarkDotNet.Attributes;
+using Microsoft.IdentityModel.Tokens;
+using TokenBroker.Demo;
+using TokenBroker.Exchange;
+using TokenBroker.Rules.Evaluation;
+using TokenBroker.Rules.Loading;
+using TokenBroker.Rules.Model;
+using TokenBroker.Rules.Providers;
+using TokenBroker.Signing;
+using TokenBroker.Tokens;
+
+namespace TokenBroker.Benchmarks;
+
+/// <summary>
+/// The stages of one exchange, measured alone with their allocations. Budgets (bytes allocated per operation)
+/// are in docs/performance.md; the numbers there come from this class.
+/// </summary>
+[MemoryDiagnoser]
+public class HotPathBenchmarks
+{
+    private const string Audience = "https://broker.example";
+    private byte[] _form = [];
+    private string _jobToken = "";
+    private JsonWebKey _issuerKey = null!;
+    private JobTokenClaims _claims = null!;
+    private RuleSet _rules10 = null!;
+    private RuleSet _rules1000 = null!;
+    private ProviderDescriptor _github = null!;
+    private LocalKeySigner _es256 = null!;
+    private LocalKeySigner _rs256 = null!;
+    private MintRequest _mint = null!;
+    private readonly HashSet<string> _algorithms = ["RS256", "ES256"];
+    private readonly JwtReadLimits _limits = new(16 * 1024, 100, 8);
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var rsa = RSA.Create(2048);
+        var p = rsa.ExportParameters(false);
+        _issuerKey = new JsonWebKey { Kty = "RSA", N = Base64UrlEncoder.Encode(p.Modulus), E = Base64UrlEncoder.Encode(p.Exponent), Kid = "k1", Alg = "RS256" };
+        var payload = new JsonObject();
+        foreach (var (k, v) in Fixtures.Load("github", "push_main_production"))
+        {
+            payload[k] = v;
+        }
+
+        payload["iss"] = "https://token.actions.githubusercontent.com";
+        payload["aud"] = Audience;
+        payload["iat"] = 1_800_000_000;
+        payload["exp"] = 1_800_000_300;
+        payload["jti"] = Guid.NewGuid().ToString();
+        var input = Base64Url.Encode(Encoding.UTF8.GetBytes("{\"typ\":\"JWT\",\"alg\":\"RS256\",\"kid\":\"k1\"}")) + "." + Base64Url.Encode(Encoding.UTF8.GetBytes(payload.ToJsonString()));
+        _jobToken = input + "." + Base64Url.Encode(rsa.SignData(Encoding.ASCII.GetBytes(input), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1));
+        _form = Encoding.ASCII.GetBytes($"grant_type={Uri.EscapeDataString(TokenTypes.TokenExchangeGrant)}&subject_token={_jobToken}&subject_token_type={Uri.EscapeDataString(TokenTypes.IdToken)}&audience={Uri.EscapeDataString("https://deploy.internal/payments")}");
+
+        using (var jwt = JwtReader.Read(_jobToken, _algorithms, _limits).Token!)
+        {
+            _claims = new JobTokenClaims(jwt.Payload);
+        }
+
+        _github = new ProviderDescriptor("github", ProviderKind.GitHub, true, ClaimVocabulary.GitHub);
+        _rules10 = Compile(10);
+        _rules1000 = Compile(1000);
+        _es256 = LocalKeySigner.Generate("ES256");
+        _rs256 = LocalKeySigner.Generate("RS256");
+        _mint = new MintRequest
+        {
+            Issuer = Audience,
+            Subject = "github:octo-org/payments:production",
+            Audiences = ["https://deploy.internal/payments"],
+            IssuedAt = DateTimeOffset.FromUnixTimeSeconds(1_800_000_000),
+            ExpiresAt = DateTimeOffset.FromUnixTimeSeconds(1_800_000_600),
+            Jti = TokenMinter.NewJti(),
+            ClientId = "github:octo-org/payments",
+            Scopes = ["deploy:payments"],
+            Type = "at+jwt",
+            Context = [new("repo", "octo-org/payments"), new("repo_id", "900101"), new("ref", "refs/heads/main"), new("stage", "deploy"), new("provider", "github"), new("rule", "r")],
+            Extra = [],
+        };
+    }
+
+    /// <summary>N rules for other repositories, then the one that matches: the worst case for a linear scan.</summary>
+    private RuleSet Compile(int count)
+    {
+        var yaml = new StringBuilder("rules:\n");
+        for (var i = 0; i < count - 1; i++)
+        {
+            yaml.Append(System.Globalization.CultureInfo.InvariantCulture, $"  - id: other-{i}\n    provider: github\n    when: {{ owner_id: \"5001\", repository_id: \"{100000 + i}\", ref: refs/heads/main }}\n    grant: {{ audiences: [https://deploy.internal/payments], stage: deploy, subject: \"s:{{repository}}\" }}\n");
+        }
+
+        yaml.Append("  - id: match\n    provider: github\n    when: { owner_id: \"5001\", repository_id: \"900101\", ref: refs/heads/main, environment: production, event: { in: [push] }, workflow_ref: { glob: \"octo-org/workflows/.github/workflows/deploy.yml@refs/tags/v*\" } }\n    grant: { audiences: [https://deploy.internal/payments], scopes: [deploy:payments], stage: deploy, subject: \"github:{repository}:{environment}\" }\n");
+        var result = new RuleCompiler(new Dictionary<string, ProviderDescriptor> { ["github"] = _github }, new RuleLoadOptions())
+            .Compile([new RuleSource("bench.yaml", yaml.ToString())]);
+        return result.RuleSet ?? throw new InvalidOperationException(string.Join("\n", result.Diagnostics));
+    }
+
+    [Benchmark]
+    public int ParseForm() => FormBody.Parse(_form, 32, out _)!.Count;
+
+    [Benchmark]
+    public bool ReadJobToken()
+    {
+        using var jwt = JwtReader.Read(_jobToken, _algorithms, _limits).Token!;
+        return jwt.KeyId is not null;
+    }
+
+    [Benchmark]
+    public string? ReadClaims()
+    {
+        using var jwt = JwtReader.Read(_jobToken, _algorithms, _limits).Token!;
+        return new JobTokenClaims(jwt.Payload).Get("repository_id");
+    }
+
+    [Benchmark]
+    public bool VerifyRs256JobToken()
+    {
+        using var jwt = JwtReader.Read(_jobToken, _algorithms, _limits).Token!;
+        return jwt.VerifySignature(_issuerKey);
+    }
+
+    [Benchmark]
+    public PolicyOutcome EvaluateRules10() => PolicyEvaluator.Evaluate(_rules10, _github, _claims, new PolicyRequest("github", ["https://deploy.internal/payments"], null)).Outcome;
+
+    [Benchmark]
+    public PolicyOutcome EvaluateRules1000() => PolicyEvaluator.Evaluate(_rules1000, _github, _claims, new PolicyRequest("github", ["https://deploy.internal/payments"], null)).Outcome;
+
+    [Benchmark]
+    public string MintAndSignEs256() => TokenMinter.Mint(_mint, _es256);
+
+    [Benchmark]
+    public string MintAndSignRs256() => TokenMinter.Mint(_mint, _rs256);
+
+    /// <summary>The cryptographic floor of one exchange: verify the RS256 job token, sign an ES256 token.</summary>
+    [Benchmark]
+    public string VerifyAndSignCeiling()
+    {
+        using var jwt = JwtReader.Read(_jobToken, _algorithms, _limits).Token!;
+        if (!jwt.VerifySignature(_issuerKey))
+        {
+            throw new InvalidOperationException("signature");
+        }
+
+        return TokenMinter.Mint(_mint, _es256);
+    }
+}
