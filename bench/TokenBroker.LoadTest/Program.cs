@@ -1,0 +1,247 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.IdentityModel.Tokens;
+using TokenBroker.Demo;
+using TokenBroker.Exchange;
+using TokenBroker.Signing;
+using TokenBroker.Tokens;
+
+// End-to-end exchange benchmark. Starts a fake CI issuer (in this process), the broker (a separate Release
+// process, so its CPU and RSS are its own), pre-mints unique job tokens, drives POST /token over loopback at several
+// concurrency levels, and measures the in-process cryptographic ceiling in the same run.
+var options = LoadOptions.Parse(args);
+await using var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
+var brokerUrl = $"http://127.0.0.1:{FakeCiIssuer.FreePort()}";
+issuer.DefaultAudience = brokerUrl;
+
+var brokerArgs = new List<string>
+{
+    options.BrokerDll, "serve", "--urls", brokerUrl,
+    $"--TokenBroker:Issuer={brokerUrl}",
+    "--TokenBroker:Providers:github:Kind=github",
+    $"--TokenBroker:Providers:github:Issuer={issuer.IssuerUrl("github")}",
+    "--TokenBroker:Providers:github:AllowHttp=true",
+    "--TokenBroker:Providers:github:SharedIssuer=true",
+    "--TokenBroker:Providers:gitlab:Kind=gitlab",
+    $"--TokenBroker:Providers:gitlab:Issuer={issuer.IssuerUrl("gitlab")}",
+    "--TokenBroker:Providers:gitlab:AllowHttp=true",
+    "--TokenBroker:Providers:gitlab:SharedIssuer=true",
+    "--Logging:LogLevel:TokenBroker.Audit=Warning",
+};
+brokerArgs.AddRange(options.BrokerSettings.Select(kv => $"--{kv.Key}={kv.Value}"));
+using var broker = Process.Start(new ProcessStartInfo("dotnet", brokerArgs)
+{
+    RedirectStandardOutput = true,
+    RedirectStandardError = true,
+    Environment = { ["DOTNET_gcServer"] = options.ServerGc ? "1" : "0" },
+})!;
+var brokerErr = new StringBuilder();
+broker.ErrorDataReceived += (_, e) => { lock (brokerErr) { brokerErr.AppendLine(e.Data); } };
+broker.OutputDataReceived += (_, _) => { };
+broker.BeginErrorReadLine();
+broker.BeginOutputReadLine();
+
+try
+{
+    using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
+    {
+        BaseAddress = new Uri(brokerUrl),
+        Timeout = TimeSpan.FromSeconds(30),
+    };
+    await WaitReadyAsync(client, broker, brokerErr);
+
+    var total = options.Levels.Sum(l => options.RequestsPerLevel) + options.Warmup;
+    Console.WriteLine($"pre-minting {total} unique job tokens ...");
+    var claims = Fixtures.Load("github", "push_main_production");
+    var tokens = new string[total];
+    Parallel.For(0, total, i => tokens[i] = issuer.Mint("github", claims, brokerUrl, lifetime: TimeSpan.FromMinutes(30)));
+    var next = 0;
+
+    // Warm-up: JIT, key fetch, connection pool.
+    await RunLevelAsync(client, new ArraySegment<string>(tokens, next, options.Warmup), 8, options.Audience);
+    next += options.Warmup;
+
+    var ceiling = Ceiling.Measure(TimeSpan.FromSeconds(3));
+    Console.WriteLine();
+    Console.WriteLine($"in-process ceiling (verify RS256 job token + sign ES256 token, {Environment.ProcessorCount} threads): {ceiling:F0} /s");
+    Console.WriteLine();
+    Console.WriteLine("| connections | exchanges/s | p50 ms | p90 ms | p99 ms | errors | broker CPU % | broker peak RSS MB | ratio to ceiling |");
+    Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    foreach (var level in options.Levels)
+    {
+        var cpuBefore = ProcessStats.CpuTime(broker.Id);
+        var result = await RunLevelAsync(client, new ArraySegment<string>(tokens, next, options.RequestsPerLevel), level, options.Audience);
+        next += options.RequestsPerLevel;
+        var cpu = (ProcessStats.CpuTime(broker.Id) - cpuBefore).TotalSeconds / result.Elapsed.TotalSeconds * 100;
+        var rss = ProcessStats.PeakRssMb(broker.Id);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {rss:F0} | {result.PerSecond / ceiling:P0} |"));
+    }
+
+    return 0;
+}
+finally
+{
+    broker.Kill(entireProcessTree: true);
+    await broker.WaitForExitAsync();
+}
+
+static async Task WaitReadyAsync(HttpClient client, Process broker, StringBuilder err)
+{
+    for (var i = 0; i < 200; i++)
+    {
+        if (broker.HasExited)
+        {
+            throw new InvalidOperationException("broker exited: " + err);
+        }
+
+        try
+        {
+            if ((await client.GetAsync(new Uri("/readyz", UriKind.Relative))).IsSuccessStatusCode)
+            {
+                return;
+            }
+        }
+        catch (HttpRequestException)
+        {
+        }
+
+        await Task.Delay(100);
+    }
+
+    throw new TimeoutException("broker did not become ready: " + err);
+}
+
+static async Task<LevelResult> RunLevelAsync(HttpClient client, ArraySegment<string> tokens, int connections, string audience)
+{
+    var start = 0;
+    var count = tokens.Count;
+    var latencies = new double[count];
+    var errors = 0;
+    var cursor = start - 1;
+    var clock = Stopwatch.StartNew();
+    await Task.WhenAll(Enumerable.Range(0, connections).Select(async _ =>
+    {
+        int i;
+        while ((i = Interlocked.Increment(ref cursor)) < start + count)
+        {
+            using var content = new FormUrlEncodedContent(
+            [
+                new("grant_type", TokenTypes.TokenExchangeGrant),
+                new("subject_token", tokens[i]!),
+                new("subject_token_type", TokenTypes.IdToken),
+                new("audience", audience),
+            ]);
+            var t = Stopwatch.GetTimestamp();
+            using var response = await client.PostAsync(new Uri("/token", UriKind.Relative), content);
+            await response.Content.ReadAsByteArrayAsync();
+            latencies[i - start] = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
+            if (response.StatusCode != HttpStatusCode.OK)
+            {
+                Interlocked.Increment(ref errors);
+            }
+        }
+    }));
+    clock.Stop();
+    Array.Sort(latencies);
+    return new LevelResult(count, clock.Elapsed, latencies, errors);
+}
+
+internal sealed record LevelResult(int Count, TimeSpan Elapsed, double[] SortedLatencies, int Errors)
+{
+    public double PerSecond => Count / Elapsed.TotalSeconds;
+
+    public double P(int percentile) => SortedLatencies[Math.Min(SortedLatencies.Length - 1, (int)Math.Ceiling(percentile / 100.0 * SortedLatencies.Length) - 1)];
+}
+
+/// <summary>The cryptographic floor of one exchange, in a tight loop on every core.</summary>
+internal static class Ceiling
+{
+    public static double Measure(TimeSpan duration)
+    {
+        using var rsa = System.Security.Cryptography.RSA.Create(2048);
+        var p = rsa.ExportParameters(false);
+        var key = new JsonWebKey { Kty = "RSA", N = Base64UrlEncoder.Encode(p.Modulus), E = Base64UrlEncoder.Encode(p.Exponent), Kid = "k", Alg = "RS256" };
+        var payload = new JsonObject { ["iss"] = "i", ["aud"] = "a", ["exp"] = 1, ["iat"] = 1, ["jti"] = "j", ["repository_id"] = "900101" };
+        var input = Base64Url.Encode(Encoding.UTF8.GetBytes("{\"alg\":\"RS256\",\"kid\":\"k\",\"typ\":\"JWT\"}")) + "." + Base64Url.Encode(Encoding.UTF8.GetBytes(payload.ToJsonString()));
+        var token = input + "." + Base64Url.Encode(rsa.SignData(Encoding.ASCII.GetBytes(input), System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1));
+        using var signer = LocalKeySigner.Generate("ES256");
+        var algorithms = new HashSet<string> { "RS256" };
+        var mint = new MintRequest
+        {
+            Issuer = "https://broker", Subject = "s", Audiences = ["a"], IssuedAt = DateTimeOffset.UnixEpoch, ExpiresAt = DateTimeOffset.UnixEpoch.AddMinutes(10),
+            Jti = "j", ClientId = "c", Scopes = [], Type = "at+jwt", Context = [], Extra = [],
+        };
+        long total = 0;
+        var stop = Stopwatch.StartNew();
+        Parallel.For(0, Environment.ProcessorCount, _ =>
+        {
+            long n = 0;
+            while (stop.Elapsed < duration)
+            {
+                using var jwt = JwtReader.Read(token, algorithms, new JwtReadLimits(16384, 100, 8)).Token!;
+                if (!jwt.VerifySignature(key))
+                {
+                    throw new InvalidOperationException("verify");
+                }
+
+                TokenMinter.Mint(mint, signer);
+                n++;
+            }
+
+            Interlocked.Add(ref total, n);
+        });
+        return total / stop.Elapsed.TotalSeconds;
+    }
+}
+
+/// <summary>CPU time and peak RSS of another process, from /proc.</summary>
+internal static class ProcessStats
+{
+    public static TimeSpan CpuTime(int pid)
+    {
+        var fields = File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        return TimeSpan.FromSeconds(ticks / 100.0);
+    }
+
+    public static double PeakRssMb(int pid)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
+    }
+}
+
+internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsPerLevel, int Warmup, string Audience, bool ServerGc, Dictionary<string, string> BrokerSettings)
+{
+    public static LoadOptions Parse(string[] args)
+    {
+        string Value(string name, string fallback)
+        {
+            var i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        }
+
+        var settings = new Dictionary<string, string>();
+        for (var i = 0; i < args.Length - 1; i++)
+        {
+            if (args[i] == "--set")
+            {
+                var kv = args[i + 1].Split('=', 2);
+                settings[kv[0]] = kv[1];
+            }
+        }
+
+        return new LoadOptions(
+            Value("--broker", "src/TokenBroker/bin/Release/net10.0/tokenbroker.dll"),
+            Value("--connections", "1,8,32,128").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(),
+            int.Parse(Value("--requests", "5000"), CultureInfo.InvariantCulture),
+            int.Parse(Value("--warmup", "2000"), CultureInfo.InvariantCulture),
+            Value("--audience", "https://deploy.internal/payments"),
+            Value("--server-gc", "false") == "true",
+            settings);
+    }
+}
