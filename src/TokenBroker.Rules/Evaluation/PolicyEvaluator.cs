@@ -17,7 +17,9 @@ public static class PolicyEvaluator
         var isPullRequest = eventValue is not null && provider.Vocabulary.PullRequestEvents.Contains(eventValue);
         var firstConditionMatch = (TrustRule?)null;
 
-        foreach (var rule in rules.ForProvider(request.Provider))
+        // A trace explains every rule; a decision only needs the candidates the index leaves (same order, same result).
+        var candidates = rules.Candidates(request.Provider, claims, all: trace);
+        foreach (var rule in candidates)
         {
             List<ConditionTrace>? conditionTraces = null;
             var held = trace ? TraceConditions(rule, claims, out conditionTraces) : ConditionsHold(rule, claims);
