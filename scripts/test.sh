@@ -13,7 +13,7 @@ rm -rf "$results"
 mkdir -p "$results"
 
 # Debian packages the suite needs. Installed only when missing, with one apt-get update.
-packages=(nodejs npm)
+packages=(nodejs npm jq)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || command -v "$p" >/dev/null 2>&1 || missing+=("$p")

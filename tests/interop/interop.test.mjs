@@ -20,6 +20,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 import * as oidc from 'openid-client';
+import * as core from '@actions/core';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as jose from 'jose';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -640,6 +643,58 @@ describe('TokenBroker interop (openid-client + jose)', { timeout: 360_000 }, () 
         assert.equal(err.status, 400);
         assert.equal(err.error, 'invalid_request');
         assert.equal(err.cause?.error_id, 'TB1118');
+        return true;
+      },
+    );
+  });
+
+  testCase('10. @actions/core getIDToken() against the Actions token endpoint, then an exchange verified by jose', async () => {
+    // @actions/core reads these exactly as on a GitHub runner.
+    process.env.ACTIONS_ID_TOKEN_REQUEST_URL = demo.actions_id_token_request_url;
+    process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN = demo.actions_id_token_request_token;
+    // @actions/core announces the token to the runner with ::add-mask:: on stdout; keep tokens out of test logs.
+    const write = process.stdout.write;
+    process.stdout.write = (chunk, ...rest) => (/^::(add-mask|debug)::/.test(String(chunk)) ? true : write.call(process.stdout, chunk, ...rest));
+    let idToken;
+    try {
+      idToken = await core.getIDToken(demo.audience);
+    } finally {
+      process.stdout.write = write;
+    }
+    assert.equal(jose.decodeJwt(idToken).aud, demo.audience, 'the job token carries the requested audience');
+
+    const res = await exchange(idToken, PAYMENTS_AUD);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const { payload } = await jose.jwtVerify(res.body.access_token, jwks, {
+      issuer: metadata.issuer,
+      audience: PAYMENTS_AUD,
+      typ: 'at+jwt',
+    });
+    assert.equal(payload.rule, 'payments-deploy-prod');
+  });
+
+  testCase('11. the composite action script exchanges via the Actions environment and reports refusals with the error id', async () => {
+    const run = promisify(execFile);
+    const script = path.resolve(HERE, '../../samples/github-actions/tokenbroker-exchange/tokenbroker-exchange.sh');
+    const env = {
+      ...process.env,
+      GITHUB_OUTPUT: '',
+      TOKENBROKER_URL: demo.broker,
+      ACTIONS_ID_TOKEN_REQUEST_URL: demo.actions_id_token_request_url,
+      ACTIONS_ID_TOKEN_REQUEST_TOKEN: demo.actions_id_token_request_token,
+    };
+    const ok = await run('bash', [script], { env: { ...env, TOKENBROKER_AUDIENCE: `sts.amazonaws.com ${PAYMENTS_AUD}`, TOKENBROKER_TOKEN_TYPE: 'jwt' }, timeout: HTTP_TIMEOUT_MS });
+    const token = ok.stdout.trim();
+    const { payload, protectedHeader } = await jose.jwtVerify(token, jwks, { issuer: metadata.issuer, audience: 'sts.amazonaws.com', typ: 'JWT' });
+    assert.deepEqual(payload.aud, ['sts.amazonaws.com', PAYMENTS_AUD]);
+    assert.equal(protectedHeader.typ, 'JWT');
+
+    await assert.rejects(
+      run('bash', [script], { env: { ...env, TOKENBROKER_AUDIENCE: 'https://not-granted.example' }, timeout: HTTP_TIMEOUT_MS }),
+      (err) => {
+        assert.equal(err.code, 1);
+        assert.match(err.stderr, /invalid_target \[TB1202\]/);
+        assert.equal(err.stdout, '', 'nothing but the token is ever printed on stdout');
         return true;
       },
     );

@@ -47,7 +47,8 @@ internal static class DemoCommand
                 broker = brokerUrl,
                 github_issuer = issuer.IssuerUrl("github"),
                 gitlab_issuer = issuer.IssuerUrl("gitlab"),
-                actions_id_token_request_url = issuer.IssuerUrl("github") + "/_apis/token",
+                // Shaped like the runner's ACTIONS_ID_TOKEN_REQUEST_URL, which always carries a query string.
+                actions_id_token_request_url = issuer.IssuerUrl("github") + "/_apis/token?api-version=2.0",
                 actions_id_token_request_token = issuer.RequestToken,
                 audience = brokerUrl,
             })).ConfigureAwait(false);
