@@ -68,6 +68,23 @@ internal static class BrokerCli
         return await result.InvokeAsync(new InvocationConfiguration { Output = output ?? Console.Out, Error = stderr }).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The root lets unmatched tokens through (they are ASP.NET configuration for 'serve'), so the rules verbs refuse
+    /// them here, and refuse paths that look like options (a mistyped option must not be read as a file name).
+    /// </summary>
+    private static int? Unexpected(ParseResult parse, TextWriter error, Argument<string[]>? paths = null)
+    {
+        var verb = "rules " + parse.CommandResult.Command.Name;
+        var stray = parse.UnmatchedTokens.Concat((paths is null ? null : parse.GetValue(paths))?.Where(p => p.StartsWith('-')) ?? []).ToList();
+        if (stray.Count == 0)
+        {
+            return null;
+        }
+
+        error.WriteLine($"tokenbroker {verb}: unrecognized argument(s): {string.Join(' ', stray)}. Try 'tokenbroker {verb} --help'.");
+        return Usage;
+    }
+
     /// <summary><c>tokenbroker rules validate|lint|explain|test|schema</c>; the work is in <see cref="RulesVerbs"/>.</summary>
     private static Command RulesCommand(TextWriter output, TextWriter error, TimeProvider time)
     {
@@ -83,7 +100,7 @@ internal static class BrokerCli
         {
             validatePaths, validateConfig, validateFormat,
         };
-        validate.SetAction(parse => verbs.Validate(parse.GetValue(validatePaths)!, parse.GetValue(validateConfig), parse.GetValue(validateFormat) == "json"));
+        validate.SetAction(parse => Unexpected(parse, error, validatePaths) ?? verbs.Validate(parse.GetValue(validatePaths)!, parse.GetValue(validateConfig), parse.GetValue(validateFormat) == "json"));
 
         var lintPaths = new Argument<string[]>("paths") { Description = "Rules files or directories. Default: what 'serve' would load.", Arity = ArgumentArity.ZeroOrMore };
         var lintConfig = Config();
@@ -93,7 +110,7 @@ internal static class BrokerCli
         {
             lintPaths, lintConfig, lintFormat, strict,
         };
-        lint.SetAction(parse => verbs.Lint(parse.GetValue(lintPaths) ?? [], parse.GetValue(lintConfig), parse.GetValue(lintFormat) == "json", parse.GetValue(strict)));
+        lint.SetAction(parse => Unexpected(parse, error, lintPaths) ?? verbs.Lint(parse.GetValue(lintPaths) ?? [], parse.GetValue(lintConfig), parse.GetValue(lintFormat) == "json", parse.GetValue(strict)));
 
         var token = new Option<string?>("--token") { Description = "A job token (JWT), decoded WITHOUT signature verification; '-' reads it from standard input." };
         var claims = new Option<string?>("--claims") { Description = "A JSON file of claims, or FILE#NAME for one token of a fixture file such as samples/fixtures/github.json." };
@@ -109,6 +126,11 @@ internal static class BrokerCli
         };
         explain.SetAction(parse =>
         {
+            if (Unexpected(parse, error) is { } usage)
+            {
+                return usage;
+            }
+
             var tokenText = parse.GetValue(token);
             if (tokenText == "-")
             {
@@ -136,10 +158,10 @@ internal static class BrokerCli
         {
             testPaths, testRules, testConfig,
         };
-        test.SetAction(parse => verbs.Test(parse.GetValue(testPaths)!, parse.GetValue(testRules) ?? [], parse.GetValue(testConfig)));
+        test.SetAction(parse => Unexpected(parse, error, testPaths) ?? verbs.Test(parse.GetValue(testPaths)!, parse.GetValue(testRules) ?? [], parse.GetValue(testConfig)));
 
         var schema = new Command("schema", "Print the JSON Schema (draft 2020-12) of rules files (committed as config/rules.schema.json).");
-        schema.SetAction(_ => verbs.Schema());
+        schema.SetAction(parse => Unexpected(parse, error) ?? verbs.Schema());
 
         return new Command("rules", "Work with trust rules offline: validate, lint, explain, test, schema.")
         {
