@@ -254,12 +254,43 @@ public sealed partial class RuleLinter(IReadOnlyDictionary<string, ProviderDescr
             }
         }
 
+        // Most rules pin repository ids, and rules pinned to disjoint ids never compete: index them so that a large
+        // rule set is not compared pair by pair.
+        var repositoryIds = rules.Select(r => RepositoryIds(r, provider)).ToArray();
+        var byRepository = new Dictionary<string, List<int>>(StringComparer.Ordinal);
+        var unpinned = new List<int>();
+        for (var i = 0; i < rules.Length; i++)
+        {
+            if (repositoryIds[i] is not { } ids)
+            {
+                unpinned.Add(i);
+                continue;
+            }
+
+            foreach (var id in ids)
+            {
+                if (!byRepository.TryGetValue(id, out var list))
+                {
+                    byRepository[id] = list = [];
+                }
+
+                list.Add(i);
+            }
+        }
+
         var prEvents = rules.Select(r => PullRequestEventsAdmitted(r, provider)).ToArray();
         var pullRequestCloudReported = new HashSet<(int, string)>();
         for (var later = 0; later < rules.Length; later++)
         {
             var l = rules[later];
-            var partners = l.Grant.Audiences.SelectMany(a => byAudience[a]).Where(i => i != later).Distinct().Order().ToList();
+            var candidates = repositoryIds[later] is { } ids
+                ? ids.SelectMany(id => byRepository[id]).Concat(unpinned)
+                : l.Grant.Audiences.SelectMany(a => byAudience[a]);
+            var partners = candidates
+                .Where(i => i != later && rules[i].Grant.Audiences.Any(a => l.Grant.Audiences.Contains(a, StringComparer.Ordinal)))
+                .Distinct()
+                .Order()
+                .ToList();
             var shadowed = false;
             foreach (var other in partners)
             {
@@ -291,6 +322,27 @@ public sealed partial class RuleLinter(IReadOnlyDictionary<string, ProviderDescr
                 }
             }
         }
+    }
+
+    /// <summary>The repository ids a rule is pinned to by literal values, or null when it is not pinned.</summary>
+    private static HashSet<string>? RepositoryIds(TrustRule rule, ProviderDescriptor provider)
+    {
+        var source = provider.Vocabulary.Neutral("repository_id")?.Source;
+        HashSet<string>? ids = null;
+        foreach (var c in rule.Conditions.Where(c => !c.Accessor.IsDerived && c.Accessor.Source == source && c.Condition.FiniteValues is not null))
+        {
+            var values = c.Condition.FiniteValues!.ToHashSet(StringComparer.Ordinal);
+            if (ids is null)
+            {
+                ids = values;
+            }
+            else
+            {
+                ids.IntersectWith(values);
+            }
+        }
+
+        return ids;
     }
 
     private static void CheckPullRequestCloudAudience(TrustRule pr, int prIndex, TrustRule privileged, IReadOnlyList<string> events, ProviderDescriptor provider, List<RuleDiagnostic> findings, HashSet<(int, string)> reported)

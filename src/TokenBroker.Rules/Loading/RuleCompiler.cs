@@ -499,7 +499,7 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                         var regex = new Regex(
                             $"\\A(?:{pattern})\\z",
                             RegexOptions.NonBacktracking | RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture,
-                            TimeSpan.FromMilliseconds(100));
+                            RegexCondition.Timeout);
                         return new RegexCondition(pattern, regex);
                     }
                     catch (Exception e) when (e is ArgumentException or NotSupportedException)

@@ -357,7 +357,7 @@ internal sealed class RulesVerbs(TextWriter output, TextWriter errors, TimeProvi
             }
 
             error = null;
-            return ClaimFiles.Scalars(document.RootElement);
+            return JobTokenClaims.Scalars(document.RootElement);
         }
         catch (JsonException e)
         {
@@ -432,35 +432,12 @@ internal static class ClaimFiles
             }
 
             error = null;
-            return Scalars(root);
+            return JobTokenClaims.Scalars(root);
         }
         catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
         {
             error = $"{path}: {e.Message}";
             return null;
         }
-    }
-
-    /// <summary>Claims as rules see them: strings as they are, numbers and booleans as JSON text; other values left out.</summary>
-    public static Dictionary<string, string> Scalars(JsonElement payload)
-    {
-        var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var property in payload.EnumerateObject())
-        {
-            var value = property.Value.ValueKind switch
-            {
-                JsonValueKind.String => property.Value.GetString(),
-                JsonValueKind.Number => property.Value.GetRawText(),
-                JsonValueKind.True => "true",
-                JsonValueKind.False => "false",
-                _ => null,
-            };
-            if (value is not null)
-            {
-                values[property.Name] = value;
-            }
-        }
-
-        return values;
     }
 }

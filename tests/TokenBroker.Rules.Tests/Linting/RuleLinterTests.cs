@@ -394,4 +394,20 @@ public sealed class RuleLinterTests
         Assert.That(findings.Select(f => f.Location.Line), Is.Ordered, findings.Describe);
         Assert.That(findings, Has.Count.EqualTo(3), findings.Describe);
     }
+
+    [Test]
+    public void ALargeRuleSet_WithOneRulePerRepository_LintsQuickly()
+    {
+        var rules = Enumerable.Range(1, 5000).Select(i => Rule($"r{i}", [$"repository_id: \"{i}\"", "ref: refs/heads/main"], audiences: "[sts.amazonaws.com]", subject: $"s{i}")).ToArray();
+
+        var compiled = RuleFiles.Compile("rules:\n" + string.Concat(rules));
+        Assert.That(compiled.RuleSet, Is.Not.Null, compiled.Diagnostics.Take(5).Describe);
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var findings = new RuleLinter(TestProviders.All).Lint(compiled.RuleSet!);
+        watch.Stop();
+
+        Assert.That(findings, Is.Empty, findings.Take(5).Describe);
+        Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "rules pinned to distinct repositories are never compared pair by pair");
+    }
 }
