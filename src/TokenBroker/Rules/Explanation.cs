@@ -101,6 +101,9 @@ internal sealed record Explanation
         };
     }
 
+    /// <summary>False only for the explanation of a live exchange, recorded in its audit event.</summary>
+    public bool IsDryRun => Source.Kind != "request";
+
     /// <summary>Stands in for the random <c>jti</c> the broker assigns when it really issues a token.</summary>
     public const string JtiPlaceholder = "(assigned at issue)";
 
@@ -110,7 +113,7 @@ internal sealed record Explanation
     public string ToText()
     {
         var sb = new StringBuilder();
-        sb.AppendLine("DRY RUN: nothing is issued, recorded or consumed.");
+        sb.AppendLine(IsDryRun ? "DRY RUN: nothing is issued, recorded or consumed." : "LIVE REQUEST: the broker's own evaluation of this exchange.");
         sb.Append("Input:    ").AppendLine(Source.Kind switch
         {
             "token" => $"{Source.Description}, DECODED WITHOUT SIGNATURE VERIFICATION: issuer, signature, audience and expiry were not checked (the broker checks them before any rule)",
@@ -231,7 +234,7 @@ internal sealed record Explanation
         using (var w = new Utf8JsonWriter(buffer, JsonOptions with { Indented = indented }))
         {
             w.WriteStartObject();
-            w.WriteBoolean("dry_run", true);
+            w.WriteBoolean("dry_run", IsDryRun);
             w.WriteStartObject("input");
             w.WriteString("kind", Source.Kind);
             w.WriteString("description", Source.Description);

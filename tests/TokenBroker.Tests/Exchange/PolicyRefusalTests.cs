@@ -37,7 +37,9 @@ public sealed class PolicyRefusalTests
         var audit = _broker.AuditFor(response)!;
         Assert.That(audit.Explanation, Is.Not.Null);
         var explanation = audit.Explanation!.Value;
+        Assert.That(explanation.GetProperty("dry_run").GetBoolean(), Is.False);
         Assert.That(explanation.GetProperty("input").GetProperty("kind").GetString(), Is.EqualTo("request"));
+        Assert.That(explanation.GetProperty("input").GetProperty("signature_verified").GetBoolean(), Is.True);
         Assert.That(explanation.GetProperty("input").GetProperty("description").GetString(), Is.EqualTo($"request {response.RequestId}"));
         Assert.That(explanation.GetProperty("decision").GetProperty("error_id").GetString(), Is.EqualTo("TB1201"));
         Assert.That(explanation.GetProperty("rules").EnumerateArray().Select(r => r.GetProperty("id").GetString()), Is.EqualTo(new[] { "payments-deploy-prod", "payments-release-tags", "payments-ci-read" }));
