@@ -117,7 +117,8 @@ internal sealed class RulesVerbs(TextWriter output, TextWriter errors, TimeProvi
         }
 
         var request = new PolicyRequest(provider.Name, args.Audiences, args.Scopes);
-        var explanation = Explanation.Create(ruleSet, provider.Descriptor, new DictionaryJobClaims(claims), request, source, settings.Issuer, time.GetUtcNow());
+        var explanation = Explanation.Create(ruleSet, provider.Descriptor, new DictionaryJobClaims(claims), request, source, settings.Issuer, time.GetUtcNow())
+            with { Notes = PreRuleNotes(provider, claims, time.GetUtcNow()) };
         if (args.Json)
         {
             output.WriteLine(explanation.ToJson());
@@ -364,6 +365,31 @@ internal sealed class RulesVerbs(TextWriter output, TextWriter errors, TimeProvi
             error = $"--token: the payload is not valid JSON: {e.Message}";
             return null;
         }
+    }
+
+    /// <summary>
+    /// Checks the exchange makes before any rule, as far as the claims show them: explain does not verify the
+    /// token, but it says when the broker would refuse it before the rules are even consulted.
+    /// </summary>
+    internal static IReadOnlyList<string> PreRuleNotes(ResolvedProvider provider, Dictionary<string, string> claims, DateTimeOffset now)
+    {
+        var notes = new List<string>();
+        if (claims.TryGetValue("iss", out var iss) && iss != provider.Issuer)
+        {
+            notes.Add($"the token's iss {Explanation.Quote(iss)} is not provider '{provider.Name}''s issuer \"{provider.Issuer}\": the broker would refuse it before any rule (TB1107)");
+        }
+
+        if (claims.TryGetValue("aud", out var aud) && aud != provider.Audience)
+        {
+            notes.Add($"the token's aud {Explanation.Quote(aud)} is not \"{provider.Audience}\", the audience provider '{provider.Name}' requires: the broker would refuse it before any rule (TB1111)");
+        }
+
+        if (claims.TryGetValue("exp", out var expText) && long.TryParse(expText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var exp) && exp < now.ToUnixTimeSeconds())
+        {
+            notes.Add($"the token expired at {DateTimeOffset.FromUnixTimeSeconds(exp):yyyy-MM-ddTHH:mm:ssZ}: the broker would refuse it before any rule (TB1112)");
+        }
+
+        return notes;
     }
 
     /// <summary>The named provider, or the one whose issuer is the token's <c>iss</c>.</summary>

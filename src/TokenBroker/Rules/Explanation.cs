@@ -60,6 +60,12 @@ internal sealed record Explanation
     /// <summary>The claims of the token that would be issued, when granted.</summary>
     public MintRequest? Issued { get; init; }
 
+    /// <summary>
+    /// Checks the broker makes before any rule that these (unverified) claims would already fail, e.g. an
+    /// <c>aud</c> that is not the provider's audience. Set by <c>rules explain</c>; empty for live requests.
+    /// </summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+
     /// <summary>Raw values of the claims conditions read, to show why a derived value (e.g. <c>tag</c>) is absent.</summary>
     public IReadOnlyDictionary<string, string> SourceValues { get; init; } = new Dictionary<string, string>();
 
@@ -120,6 +126,11 @@ internal sealed record Explanation
             "request" => $"{Source.Description} (job token verified by the broker)",
             _ => $"{Source.Description} (claims taken as given; no token was verified)",
         });
+        foreach (var note in Notes)
+        {
+            sb.Append("Note:     ").AppendLine(note);
+        }
+
         sb.Append("Provider: ").Append(Provider).Append(" (").Append(Rules.Count).Append(Rules.Count == 1 ? " rule" : " rules");
         if (OtherProviderRules > 0)
         {
@@ -251,6 +262,11 @@ internal sealed record Explanation
             }
 
             w.WriteEndObject();
+            if (Notes.Count > 0)
+            {
+                WriteList(w, "notes", Notes);
+            }
+
             w.WriteNumber("other_provider_rules", OtherProviderRules);
             w.WriteStartArray("rules");
             foreach (var r in Rules.Take(maxRules))

@@ -267,6 +267,30 @@ public sealed class RulesCliTests
         Assert.That(run.Out, Does.Contain("DECODED WITHOUT SIGNATURE VERIFICATION"));
         Assert.That(run.Out, Does.Contain("Provider: github"));
         Assert.That(run.Out, Does.Contain("Decision: GRANTED by rule payments-ci-read"));
+        Assert.That(run.Out, Does.Not.Contain("Note:"), "the token passes the checks explain can see");
+    }
+
+    [Test]
+    public async Task Explain_Token_ThatTheBrokerWouldRefuseBeforeAnyRule_SaysSo()
+    {
+        var payload = JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["iss"] = "https://token.actions.githubusercontent.com",
+            ["aud"] = "https://someone-else.example",
+            ["exp"] = 1700000000,
+            ["repository_owner_id"] = "5001",
+            ["repository_id"] = "900101",
+        });
+        var token = $"{JwtParts.B64("{\"alg\":\"RS256\"}")}.{JwtParts.B64(payload)}.{JwtParts.B64("sig")}";
+
+        var run = await RunAsync("rules", "explain", "--token", token, "--audience", "https://artifacts.internal", "--format", "json");
+
+        using var json = JsonDocument.Parse(run.Out);
+        var notes = json.RootElement.GetProperty("notes").EnumerateArray().Select(n => n.GetString()).ToList();
+        Assert.That(notes, Has.Count.EqualTo(2), string.Join("\n", notes));
+        Assert.That(notes[0], Does.Contain("TB1111").And.Contain("https://someone-else.example"));
+        Assert.That(notes[1], Does.Contain("TB1112").And.Contain("2023-11-14T22:13:20Z"));
+        Assert.That(json.RootElement.GetProperty("input").GetProperty("signature_verified").GetBoolean(), Is.False);
     }
 
     [Test]
