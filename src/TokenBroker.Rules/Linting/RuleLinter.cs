@@ -26,6 +26,9 @@ public sealed partial class RuleLinter(IReadOnlyDictionary<string, ProviderDescr
         ("repository", "repository_id", "repository"),
         ("owner", "owner_id", "owner"),
         ("actor", "actor_id", "actor"),
+
+        // GitHub's and GitLab's default 'sub' names the repository (repo:OWNER/REPO:..., project_path:GROUP/PROJECT:...).
+        ("subject", "repository_id", "repository (named in the token's subject)"),
     ];
 
     /// <summary>Compiles, then lints what compiled. Lint errors, like compile errors, leave no rule set.</summary>

@@ -79,6 +79,9 @@ public sealed class RuleLinterTests
         yield return Case("repository name with its id pinned", ["repository: octo-org/payments", "repository_id: \"900101\""], null);
         yield return Case("repository glob with ids pinned by a list", ["repository: { glob: \"octo-org/*\" }", "repository_id: { in: [\"1\", \"2\"] }"], null);
         yield return Case("owner name with the raw owner id pinned", ["owner: octo-org", "repository_owner_id: \"5001\""], null);
+        yield return Case("subject by exact value", ["subject: \"repo:octo-org/payments:ref:refs/heads/main\""], RuleErrors.NameWithoutId);
+        yield return Case("subject by glob", ["sub: { glob: \"repo:octo-org/*:ref:refs/heads/main\" }"], RuleErrors.PatternOnIdentityClaim);
+        yield return Case("subject glob with the repository id pinned", ["repository_id: \"1\"", "subject: { glob: \"repo:octo-org/payments:*\" }"], null);
         yield return Case("ids only", ["owner_id: \"5001\"", "repository_id: \"900101\""], null);
         yield return Case("glob on a claim that is not an identity", ["ref: { glob: \"refs/heads/*\" }"], null);
         yield return Case("name pinned by a glob id does not count as an id pin", ["repository: octo-org/payments", "repository_id: { glob: \"9*\" }"], RuleErrors.NameWithoutId);
