@@ -167,6 +167,22 @@ public sealed class RulesCliTests
         Assert.That(withoutConfig.Out, Does.Contain("TB2007").And.Contain("configured: github, gitlab"));
     }
 
+    [Test]
+    public async Task Lint_AgainstAConfigurationWithALowerMaxTtl_ReportsEveryRuleAboveIt()
+    {
+        var config = Write("tokenbroker.yaml", """
+            TokenBroker:
+              Rules:
+                MaxTtl: "00:12:00"
+            """);
+
+        var run = await RunAsync("rules", "lint", Repo("config/rules"), "--config", config);
+
+        Assert.That(run.Code, Is.EqualTo(BrokerCli.Failed), run.Out + run.Err);
+        Assert.That(run.Out.Split('\n').Count(l => l.Contains("error TB2013: ttl", StringComparison.Ordinal)), Is.EqualTo(3), "15m, 30m and 30m; the 10m and 5m rules are within 12m");
+        Assert.That(run.Out, Does.Contain("fix: lower 'ttl' to 12m or less"));
+    }
+
     // lint
 
     [Test]
