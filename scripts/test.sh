@@ -40,16 +40,22 @@ echo "== NUnit suites"
 dotnet test TokenBroker.sln -c Release --no-build -nologo \
   --logger "trx" --logger "console;verbosity=minimal" --results-directory "$results" || status=1
 
+echo "== Policy tests (config/tests against config/rules) and lint of the sample rules"
+tokenbroker_dll="$root/src/TokenBroker/bin/Release/net10.0/tokenbroker.dll"
+policy_log="$results/policy-tests.log"
+dotnet "$tokenbroker_dll" rules lint config/rules || status=1
+dotnet "$tokenbroker_dll" rules test config/tests --rules config/rules 2>&1 | tee "$policy_log" || status=1
+
 echo "== Node interop tests"
 interop_log="$results/interop.log"
 (
   cd tests/interop
   npm ci --no-audit --no-fund --loglevel=error
-  TOKENBROKER_DLL="$root/src/TokenBroker/bin/Release/net10.0/tokenbroker.dll" node --test --test-reporter=spec
+  TOKENBROKER_DLL="$tokenbroker_dll" node --test --test-reporter=spec
 ) 2>&1 | tee "$interop_log" || status=1
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-# Count results: NUnit from the TRX counters, Node from the spec reporter's summary.
+# Count results: NUnit from the TRX counters, policy tests from their summary line, Node from the spec reporter's summary.
 passed=0
 failed=0
 for trx in "$results"/*.trx; do
@@ -60,6 +66,14 @@ for trx in "$results"/*.trx; do
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
 done
+pp=$(sed -n 's/^rules test: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$policy_log" | tail -1)
+pf=$(sed -n 's/^rules test: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$policy_log" | tail -1)
+if [ -z "$pp" ]; then
+  echo "policy tests printed no summary"
+  status=1
+fi
+passed=$((passed + ${pp:-0}))
+failed=$((failed + ${pf:-0}))
 np=$(grep -E '^ℹ pass [0-9]+' "$interop_log" | tail -1 | awk '{print $3}')
 nf=$(grep -E '^ℹ fail [0-9]+' "$interop_log" | tail -1 | awk '{print $3}')
 if [ -z "$np" ]; then

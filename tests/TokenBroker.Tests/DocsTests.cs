@@ -47,4 +47,34 @@ public sealed class DocsTests
 
         Assert.That(ids, Has.All.Matches<string>(id => doc.Contains(id, StringComparison.Ordinal)));
     }
+
+    [Test]
+    public void RulesDoc_WorkedExamples_CompileAndLintWithoutFindings()
+    {
+        var doc = RepoFile("docs/rules.md").ReplaceLineEndings("\n");
+        var section = doc[doc.IndexOf("\n## Worked examples", StringComparison.Ordinal)..];
+        var blocks = Regex.Matches(section, "```yaml\n(rules:\n.*?)```", RegexOptions.Singleline).Select(m => m.Groups[1].Value).ToList();
+        var providers = new Dictionary<string, TokenBroker.Rules.Providers.ProviderDescriptor>(StringComparer.Ordinal)
+        {
+            ["github"] = new("github", TokenBroker.Rules.Providers.ProviderKind.GitHub, SharedIssuer: true, TokenBroker.Rules.Providers.ClaimVocabulary.GitHub),
+            ["gitlab"] = new("gitlab", TokenBroker.Rules.Providers.ProviderKind.GitLab, SharedIssuer: true, TokenBroker.Rules.Providers.ClaimVocabulary.GitLab),
+            ["gitlab-corp"] = new("gitlab-corp", TokenBroker.Rules.Providers.ProviderKind.GitLab, SharedIssuer: false, TokenBroker.Rules.Providers.ClaimVocabulary.GitLab),
+        };
+
+        Assert.That(blocks, Has.Count.GreaterThanOrEqualTo(8), "one rules block per worked example");
+        foreach (var block in blocks)
+        {
+            var result = TokenBroker.Rules.Linting.RuleLinter.CompileAndLint(providers, new TokenBroker.Rules.Loading.RuleLoadOptions(), [new TokenBroker.Rules.Loading.RuleSource("docs/rules.md", block)]);
+
+            Assert.That(result.Diagnostics, Is.Empty, () => block + "\n" + string.Join("\n", result.Diagnostics));
+        }
+    }
+
+    [Test]
+    public void Readme_DocumentsEveryRulesVerb()
+    {
+        var readme = RepoFile("README.md");
+
+        Assert.That(new[] { "rules validate", "rules lint", "rules explain", "rules test", "rules schema" }, Has.All.Matches<string>(verb => readme.Contains(verb, StringComparison.Ordinal)));
+    }
 }

@@ -16,6 +16,12 @@ public readonly record struct SourceLocation(string File, int Line, int Column)
 /// <summary>One finding about a rules file: a stable id, a position and a message for people.</summary>
 public sealed record RuleDiagnostic(string Id, RuleSeverity Severity, SourceLocation Location, string Message)
 {
+    /// <summary>One line telling the author how to fix the finding, when there is a standard fix.</summary>
+    public string? Fix { get; init; }
+
+    /// <summary>The rule the finding is about, when it is about one compiled rule (lint findings).</summary>
+    public string? Rule { get; init; }
+
     public override string ToString() =>
         $"{Location}: {(Severity == RuleSeverity.Error ? "error" : "warning")} {Id}: {Message}";
 }

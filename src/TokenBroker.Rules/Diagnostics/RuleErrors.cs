@@ -30,4 +30,13 @@ public static class RuleErrors
     public const string NoRules = "TB2023";
     public const string InvalidStage = "TB2024";
     public const string TooLarge = "TB2025";
+
+    // TB21xx: lint findings about compiled rules (see RuleLinter).
+    public const string NameWithoutId = "TB2101";
+    public const string PatternOnIdentityClaim = "TB2102";
+    public const string PullRequestOptIn = "TB2103";
+    public const string PullRequestCloudAudience = "TB2104";
+    public const string Overlap = "TB2105";
+    public const string Shadowed = "TB2106";
+    public const string CloudAudience = "TB2107";
 }

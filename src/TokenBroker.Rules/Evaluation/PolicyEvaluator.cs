@@ -77,6 +77,13 @@ public static class PolicyEvaluator
         return true;
     }
 
+    /// <summary>Each condition of one rule against the claims, for explanations of rules the evaluation did not reach.</summary>
+    public static IReadOnlyList<ConditionTrace> TraceRule(TrustRule rule, IJobClaims claims)
+    {
+        TraceConditions(rule, claims, out var traces);
+        return traces;
+    }
+
     private static bool TraceConditions(TrustRule rule, IJobClaims claims, out List<ConditionTrace> traces)
     {
         traces = new List<ConditionTrace>(rule.Conditions.Count);

@@ -59,8 +59,8 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
     {
         private SourceLocation At(YamlNode node) => new(source.Name, (int)node.Start.Line, (int)node.Start.Column);
 
-        private void Error(string id, YamlNode node, string message) =>
-            diagnostics.Add(new RuleDiagnostic(id, RuleSeverity.Error, At(node), message));
+        private void Error(string id, YamlNode node, string message, string? fix = null) =>
+            diagnostics.Add(new RuleDiagnostic(id, RuleSeverity.Error, At(node), message) { Fix = fix });
 
         private void Error(string id, Mark mark, string message) =>
             diagnostics.Add(new RuleDiagnostic(id, RuleSeverity.Error, new SourceLocation(source.Name, (int)mark.Line, (int)mark.Column), message));
@@ -108,7 +108,7 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                 return;
             }
 
-            var fields = Fields(top, "top level", ["rules", "version"], ["rules"]);
+            var fields = Fields(top, "top level", RuleKeys.File, RuleKeys.FileRequired);
             if (fields.TryGetValue("version", out var version) && (version is not YamlScalarNode { Value: "1" }))
             {
                 Error(RuleErrors.WrongType, version, "'version' must be 1");
@@ -301,7 +301,7 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
             }
 
             var errorsBefore = diagnostics.Count(d => d.Severity == RuleSeverity.Error);
-            var f = Fields(map, "a rule", ["id", "description", "provider", "when", "grant", "allow_pull_requests"], ["id", "provider", "when", "grant"]);
+            var f = Fields(map, "a rule", RuleKeys.Rule, RuleKeys.RuleRequired);
 
             string? id = null;
             if (f.TryGetValue("id", out var idNode) && (id = Text(idNode, "'id'")) is not null)
@@ -499,7 +499,7 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                         var regex = new Regex(
                             $"\\A(?:{pattern})\\z",
                             RegexOptions.NonBacktracking | RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture,
-                            TimeSpan.FromMilliseconds(100));
+                            RegexCondition.Timeout);
                         return new RegexCondition(pattern, regex);
                     }
                     catch (Exception e) when (e is ArgumentException or NotSupportedException)
@@ -534,7 +534,7 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
             }
 
             var before = diagnostics.Count(d => d.Severity == RuleSeverity.Error);
-            var f = Fields(map, "'grant'", ["audiences", "scopes", "stage", "ttl", "subject", "claims", "downscope_audiences"], ["audiences", "stage", "subject"]);
+            var f = Fields(map, "'grant'", RuleKeys.Grant, RuleKeys.GrantRequired);
 
             var audiences = new List<string>();
             if (f.TryGetValue("audiences", out var audNode) && TextList(audNode, "'audiences'") is { } auds)
@@ -593,7 +593,8 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                 }
                 else if (ttl > owner._options.MaxTtl)
                 {
-                    Error(RuleErrors.TtlAboveMaximum, ttlNode, $"ttl {ttlText} is above the configured maximum of {FormatDuration(owner._options.MaxTtl)}");
+                    Error(RuleErrors.TtlAboveMaximum, ttlNode, $"ttl {ttlText} is above the configured maximum of {FormatDuration(owner._options.MaxTtl)}",
+                        $"lower 'ttl' to {FormatDuration(owner._options.MaxTtl)} or less (jobs can exchange again for a fresh token), or raise TokenBroker:Rules:MaxTtl deliberately");
                 }
             }
 
@@ -748,7 +749,8 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                     Error(
                         RuleErrors.SharedIssuerWithoutOwnerPin,
                         whenNode ?? ruleNode,
-                        $"provider '{provider.Name}' is a shared issuer: the rule must pin 'owner_id' ({ownerId?.Source}) to an exact value or an 'in' list, or any tenant of that issuer could match");
+                        $"provider '{provider.Name}' is a shared issuer: the rule must pin 'owner_id' ({ownerId?.Source}) to an exact value or an 'in' list, or any tenant of that issuer could match",
+                        $"add 'owner_id: \"<numeric id of your organisation or group>\"' to 'when' (ids cannot be re-registered; names can)");
                 }
             }
         }
@@ -771,7 +773,8 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
                         Error(
                             RuleErrors.PullRequestToPrivilegedStage,
                             whenNode ?? ruleNode,
-                            $"the rule admits pull-request events ({string.Join(", ", pr)}) for stage '{grant.Stage}'; only stage 'read' may serve pull requests unless the rule sets 'allow_pull_requests: true'");
+                            $"the rule admits pull-request events ({string.Join(", ", pr)}) for stage '{grant.Stage}'; only stage 'read' may serve pull requests unless the rule sets 'allow_pull_requests: true'",
+                            "remove the pull-request events from 'event', or give pull requests their own rule with stage 'read'");
                     }
                 }
             }

@@ -59,9 +59,26 @@ public sealed class GlobCondition(string pattern) : Condition
 /// <summary>A regular expression anchored to the whole value, run by the non-backtracking engine.</summary>
 public sealed class RegexCondition(string pattern, Regex regex) : Condition
 {
+    /// <summary>
+    /// A safety net only: the engine is linear in the value's length, but building its automaton on first use can
+    /// take tens of milliseconds on a loaded machine, so the limit is generous.
+    /// </summary>
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(1);
+
     public string Pattern { get; } = pattern;
 
-    public override bool Matches(string value) => regex.IsMatch(value);
+    public override bool Matches(string value)
+    {
+        try
+        {
+            return regex.IsMatch(value);
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            // Fail closed: a value the engine cannot decide in time does not match.
+            return false;
+        }
+    }
 
     public override string Describe() => $"regex \"{Pattern}\"";
 }

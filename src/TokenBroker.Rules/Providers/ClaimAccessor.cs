@@ -16,6 +16,19 @@ public abstract class ClaimAccessor
     /// <summary>The value, or null when the claim is absent or the derivation does not apply.</summary>
     public abstract string? Read(IJobClaims claims);
 
+    /// <summary>Equal for accessors that read the same value the same way (lint compares conditions by it).</summary>
+    internal abstract string Identity { get; }
+
+    /// <summary>True when the value depends on <see cref="Source"/> alone (lets lint reason about raw values).</summary>
+    internal virtual bool ReadsOnlySource => true;
+
+    /// <summary>The raw claim value that reads as <paramref name="value"/>, when there is exactly one.</summary>
+    internal virtual string? ToSourceValue(string value) => value;
+
+    /// <summary>Reads the value a token whose only claim is <see cref="Source"/> = <paramref name="raw"/> would give.</summary>
+    internal string? ReadFromSource(string raw) =>
+        Read(new DictionaryJobClaims(new Dictionary<string, string>(StringComparer.Ordinal) { [Source] = raw }));
+
     public static ClaimAccessor Raw(string claim) => new RawAccessor(claim);
 
     /// <summary>The claim with a prefix removed; absent when the claim does not start with it.</summary>
@@ -26,12 +39,18 @@ public abstract class ClaimAccessor
 
     private sealed class RawAccessor(string claim) : ClaimAccessor(claim)
     {
+        internal override string Identity => "raw:" + Source;
+
         public override string? Read(IJobClaims claims) => claims.Get(Source);
     }
 
     private sealed class PrefixAccessor(string claim, string prefix) : ClaimAccessor(claim)
     {
+        internal override string Identity => $"prefix:{Source}|{prefix}";
+
         public override bool IsDerived => true;
+
+        internal override string? ToSourceValue(string value) => prefix + value;
 
         public override string? Read(IJobClaims claims)
         {
@@ -42,9 +61,20 @@ public abstract class ClaimAccessor
         }
     }
 
-    private sealed class GuardedAccessor(string claim, string guardClaim, string guardValue) : ClaimAccessor(claim)
+    internal sealed class GuardedAccessor(string claim, string guardClaim, string guardValue) : ClaimAccessor(claim)
     {
+        internal override string Identity => $"when:{Source}|{guardClaim}={guardValue}";
+
+        /// <summary>The claim that must hold <see cref="GuardValue"/>.</summary>
+        internal string GuardClaim => guardClaim;
+
+        internal string GuardValue => guardValue;
+
         public override bool IsDerived => true;
+
+        internal override bool ReadsOnlySource => false;
+
+        internal override string? ToSourceValue(string value) => null;
 
         public override string? Read(IJobClaims claims) =>
             string.Equals(claims.Get(guardClaim), guardValue, StringComparison.Ordinal) ? claims.Get(Source) : null;

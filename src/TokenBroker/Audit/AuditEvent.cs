@@ -33,6 +33,13 @@ public sealed class AuditEvent
 
     /// <summary>The full reason, for operators only.</summary>
     public string? Detail { get; set; }
+
+    /// <summary>
+    /// For a refusal by the trust rules: the same structured explanation <c>tokenbroker rules explain --format json</c>
+    /// prints (every rule, every condition with expected and actual value, the refusal). Operators only; never in
+    /// the HTTP response.
+    /// </summary>
+    public System.Text.Json.JsonElement? Explanation { get; set; }
     public string? IssuedJti { get; set; }
     public DateTimeOffset? IssuedExpiresAt { get; set; }
     public double LatencyMs { get; set; }

@@ -67,6 +67,17 @@ public static class BrokerErrors
     public static readonly BrokerError RulesUnavailable = new("TB1304", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "No trust rules are loaded; retry shortly.");
     public static readonly BrokerError Internal = new("TB1900", ServerError, StatusCodes.Status500InternalServerError, "Internal error.");
 
+    /// <summary>The refusal for a policy outcome other than granted: the exchange and <c>rules explain</c>/<c>test</c> share it.</summary>
+    public static BrokerError ForPolicy(TokenBroker.Rules.Evaluation.PolicyOutcome outcome) => outcome switch
+    {
+        TokenBroker.Rules.Evaluation.PolicyOutcome.AudienceNotGranted => AudienceNotGranted,
+        TokenBroker.Rules.Evaluation.PolicyOutcome.AudienceRequired => AudienceRequired,
+        TokenBroker.Rules.Evaluation.PolicyOutcome.ScopeNotGranted => ScopeNotGranted,
+        TokenBroker.Rules.Evaluation.PolicyOutcome.TemplateClaimMissing => RuleNotApplicable,
+        TokenBroker.Rules.Evaluation.PolicyOutcome.NoRuleMatched => NoRuleMatched,
+        _ => throw new ArgumentOutOfRangeException(nameof(outcome), outcome, "a granted decision is not a refusal"),
+    };
+
     /// <summary>Every error in the catalogue, for docs and tests.</summary>
     public static IReadOnlyList<BrokerError> All { get; } = typeof(BrokerErrors)
         .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using TokenBroker.Audit;
 using TokenBroker.Configuration;
 using TokenBroker.Errors;
@@ -37,6 +38,9 @@ internal sealed partial class ExchangeHandler(
     IStateStore state,
     TimeProvider time)
 {
+    /// <summary>At most this many rules are listed in a refusal's audit explanation, to bound the audit line.</summary>
+    internal const int MaxExplainedRules = 50;
+
     public async Task<ExchangeOutcome> ExchangeAsync(ExchangeRequest request, AuditEvent audit, CancellationToken cancel)
     {
         audit.JobTokenSha256 = AuditEvent.Hash(request.SubjectToken);
@@ -73,45 +77,28 @@ internal sealed partial class ExchangeHandler(
         audit.Rule = decision.Rule?.Id;
         if (!decision.IsGranted)
         {
-            var error = decision.Outcome switch
-            {
-                PolicyOutcome.AudienceNotGranted => BrokerErrors.AudienceNotGranted,
-                PolicyOutcome.AudienceRequired => BrokerErrors.AudienceRequired,
-                PolicyOutcome.ScopeNotGranted => BrokerErrors.ScopeNotGranted,
-                PolicyOutcome.TemplateClaimMissing => BrokerErrors.RuleNotApplicable,
-                _ => BrokerErrors.NoRuleMatched,
-            };
+            var error = BrokerErrors.ForPolicy(decision.Outcome);
 
-            // Refusals are the rare path: evaluate again with a trace so the audit log says which condition failed.
-            var traced = PolicyEvaluator.Evaluate(ruleSet, provider.Descriptor, job.Claims, new PolicyRequest(provider.Name, request.Audiences, request.Scopes), trace: true);
-            return Refuse(audit, error, $"{decision.Detail}. {TraceSummary.Summarize(traced.Trace ?? [])}");
+            // Refusals are the rare path: evaluate again with a trace so the audit log says which condition failed, and
+            // carries the explanation 'rules explain' would print for this token and request.
+            var policyRequest = new PolicyRequest(provider.Name, request.Audiences, request.Scopes);
+            var explanation = Explanation.Create(
+                ruleSet, provider.Descriptor, job.Claims, policyRequest, new ExplainSource("request", $"request {audit.RequestId}", SignatureVerified: true), settings.Issuer, time.GetUtcNow());
+            using (var document = JsonDocument.Parse(explanation.ToJson(indented: false, maxRules: MaxExplainedRules)))
+            {
+                audit.Explanation = document.RootElement.Clone();
+            }
+
+            return Refuse(audit, error, $"{decision.Detail}. {TraceSummary.Summarize(explanation.Decision.Trace ?? [])}");
         }
 
         var rule = decision.Rule!;
 
         // 3. Mint the claims.
-        var now = time.GetUtcNow();
-        var issuedAt = DateTimeOffset.FromUnixTimeSeconds(now.ToUnixTimeSeconds());
-        var lifetime = rule.Grant.Ttl;
-        if (request.RequestedLifetime is { } asked && asked < lifetime)
-        {
-            lifetime = asked;
-        }
-
-        var mint = new MintRequest
-        {
-            Issuer = settings.Issuer,
-            Subject = decision.Subject!,
-            Audiences = decision.Audiences,
-            IssuedAt = issuedAt,
-            ExpiresAt = issuedAt + lifetime,
-            Jti = TokenMinter.NewJti(),
-            ClientId = ClientId(provider.Name, audit.Repository, job.Subject),
-            Scopes = decision.Scopes,
-            Type = request.RequestedTokenType == TokenTypes.Jwt ? "JWT" : "at+jwt",
-            Context = Context(job, rule.Grant.Stage, rule.Id),
-            Extra = decision.Claims,
-        };
+        var mint = IssuedClaims.Build(
+            settings.Issuer, provider.Descriptor, job.Claims, decision, time.GetUtcNow(), request.RequestedLifetime, TokenMinter.NewJti(), request.RequestedTokenType);
+        var issuedAt = mint.IssuedAt;
+        var lifetime = mint.ExpiresAt - mint.IssuedAt;
 
         // 4. Record state: the job token is consumed and the issued token registered in one atomic step.
         var replayKey = ReplayKey(job.Issuer, job.Jti);
@@ -199,33 +186,5 @@ internal sealed partial class ExchangeHandler(
     {
         var text = $"{issuer.Length}:{issuer}|{jti.Length}:{jti}";
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
-    }
-
-    private static string ClientId(string provider, string? repository, string? subject) =>
-        repository is not null ? $"{provider}:{repository}" : $"{provider}:{subject ?? "unknown"}";
-
-    private static List<KeyValuePair<string, string>> Context(VerifiedJobToken job, string stage, string rule)
-    {
-        var vocabulary = job.Provider.Descriptor.Vocabulary;
-        var context = new List<KeyValuePair<string, string>>(9);
-        void Add(string claim, string neutral)
-        {
-            if (vocabulary.Neutral(neutral)?.Read(job.Claims) is { } value)
-            {
-                context.Add(new(claim, value));
-            }
-        }
-
-        Add("repo", "repository");
-        Add("repo_id", "repository_id");
-        Add("ref", "ref");
-        Add("branch", "branch");
-        Add("environment", "environment");
-        Add("run_id", "run_id");
-        context.Add(new("stage", stage));
-        context.Add(new("provider", job.Provider.Name));
-        context.Add(new("rule", rule));
-        Debug.Assert(context.Count <= 9);
-        return context;
     }
 }

@@ -46,40 +46,9 @@ internal static class BrokerApp
             ContentRootPath = AppContext.BaseDirectory,
         });
 
-        if (options.ConfigFile is not null)
+        if (options.ConfigFile is not null && AddConfigFile(builder.Configuration, options.ConfigFile, options.Args) is { } configError)
         {
-            if (!File.Exists(options.ConfigFile))
-            {
-                return new BrokerBuildResult(null, null, [$"--config: '{options.ConfigFile}' does not exist"], []);
-            }
-
-            // File first, then environment and arguments again so that they keep precedence over the file.
-            var full = Path.GetFullPath(options.ConfigFile);
-            if (full.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
-            {
-                try
-                {
-                    builder.Configuration.AddInMemoryCollection(YamlConfigurationFile.Read(full));
-                }
-                catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
-                {
-                    return new BrokerBuildResult(null, null, [$"--config: {e.Message}"], []);
-                }
-            }
-            else
-            {
-                try
-                {
-                    builder.Configuration.AddJsonFile(full, optional: false, reloadOnChange: false);
-                }
-                catch (InvalidDataException e)
-                {
-                    return new BrokerBuildResult(null, null, [$"--config: '{full}' is not valid JSON: {e.InnerException?.Message ?? e.Message}"], []);
-                }
-            }
-
-            builder.Configuration.AddEnvironmentVariables();
-            builder.Configuration.AddCommandLine(options.Args);
+            return new BrokerBuildResult(null, null, [configError], []);
         }
 
         if (options.Overrides is not null)
@@ -179,6 +148,68 @@ internal static class BrokerApp
         app.MapDiscoveryEndpoints();
         app.MapHealthEndpoints();
         return new BrokerBuildResult(app, settings, [], warnings);
+    }
+
+    /// <summary>
+    /// Adds a <c>--config</c> file (YAML or JSON), then environment variables and arguments again so that they keep
+    /// precedence over the file. Returns an error message, or null.
+    /// </summary>
+    internal static string? AddConfigFile(IConfigurationBuilder configuration, string configFile, string[] args)
+    {
+        if (!File.Exists(configFile))
+        {
+            return $"--config: '{configFile}' does not exist";
+        }
+
+        var full = Path.GetFullPath(configFile);
+        if (full.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
+        {
+            try
+            {
+                configuration.AddInMemoryCollection(YamlConfigurationFile.Read(full));
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+            {
+                return $"--config: {e.Message}";
+            }
+        }
+        else
+        {
+            try
+            {
+                configuration.AddJsonFile(full, optional: false, reloadOnChange: false);
+            }
+            catch (InvalidDataException e)
+            {
+                return $"--config: '{full}' is not valid JSON: {e.InnerException?.Message ?? e.Message}";
+            }
+        }
+
+        configuration.AddEnvironmentVariables();
+        configuration.AddCommandLine(args);
+        return null;
+    }
+
+    /// <summary>
+    /// The settings <c>serve</c> would run with, for the offline CLI verbs: the <c>--config</c> file (when given)
+    /// and <c>TokenBroker__...</c> environment variables, resolved and checked by the same code. Null with errors.
+    /// </summary>
+    internal static ResolvedSettings? ResolveSettings(string? configFile, List<string> errors)
+    {
+        var configuration = new ConfigurationManager();
+        configuration.AddEnvironmentVariables();
+        if (configFile is not null && AddConfigFile(configuration, configFile, []) is { } configError)
+        {
+            errors.Add(configError);
+            return null;
+        }
+
+        if (string.IsNullOrEmpty(configuration["urls"]))
+        {
+            configuration["urls"] = SettingsResolver.DefaultUrl;
+        }
+
+        return SettingsResolver.Resolve(configuration, errors);
     }
 
     /// <summary>The addresses Kestrel listens on, once started.</summary>

@@ -1,6 +1,7 @@
 using System.Reflection;
 using TokenBroker.Configuration;
 using TokenBroker.Rules.Diagnostics;
+using TokenBroker.Rules.Linting;
 using TokenBroker.Rules.Loading;
 using TokenBroker.Rules.Model;
 
@@ -22,13 +23,13 @@ internal sealed class RuleStore(ResolvedSettings settings)
     /// <summary>Where the rules come from, for logs.</summary>
     public string Origin => settings.RulePaths.Count > 0 ? string.Join(", ", settings.RulePaths) : "built-in sample rules (config/rules)";
 
-    /// <summary>Loads the rules; on errors keeps the previous set and returns the diagnostics.</summary>
+    /// <summary>Compiles and lints the rules; on errors keeps the previous set. Returns every diagnostic, warnings included.</summary>
     public RuleLoadResult Load()
     {
         var readErrors = new List<string>();
         var sources = settings.RulePaths.Count > 0 ? RuleSource.FromPaths(settings.RulePaths, readErrors) : EmbeddedSources();
-        var compiler = new RuleCompiler(settings.ProviderDescriptors, settings.RuleLoad);
-        var result = compiler.Compile(sources);
+        // Lint runs with the compiler: lint errors stop the load like compile errors; warnings are returned to be logged.
+        var result = RuleLinter.CompileAndLint(settings.ProviderDescriptors, settings.RuleLoad, sources);
         if (readErrors.Count > 0)
         {
             var diagnostics = readErrors

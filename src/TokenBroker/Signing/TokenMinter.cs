@@ -57,52 +57,70 @@ internal static class TokenMinter
         buffer.Clear();
         using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
-            w.WriteStartObject();
-            w.WriteString("iss", request.Issuer);
-            w.WriteString("sub", request.Subject);
-            if (request.Audiences.Count == 1)
-            {
-                w.WriteString("aud", request.Audiences[0]);
-            }
-            else
-            {
-                w.WriteStartArray("aud");
-                foreach (var aud in request.Audiences)
-                {
-                    w.WriteStringValue(aud);
-                }
-
-                w.WriteEndArray();
-            }
-
-            w.WriteNumber("exp", request.ExpiresAt.ToUnixTimeSeconds());
-            w.WriteNumber("iat", request.IssuedAt.ToUnixTimeSeconds());
-            w.WriteNumber("nbf", request.IssuedAt.ToUnixTimeSeconds());
-            w.WriteString("jti", request.Jti);
-            w.WriteString("client_id", request.ClientId);
-            if (request.Scopes.Count > 0)
-            {
-                w.WriteString("scope", string.Join(' ', request.Scopes));
-            }
-
-            foreach (var (name, value) in request.Context)
-            {
-                w.WriteString(name, value);
-            }
-
-            foreach (var (name, value) in request.Extra)
-            {
-                w.WritePropertyName(name);
-                Write(w, value);
-            }
-
-            w.WriteEndObject();
+            WritePayload(w, request);
         }
 
         var payload = Base64Url.Encode(buffer.WrittenSpan);
         var signingInput = System.Text.Encoding.ASCII.GetBytes(header + "." + payload);
         var signature = signer.Sign(signingInput);
         return header + "." + payload + "." + Base64Url.Encode(signature);
+    }
+
+    /// <summary>Writes the token's claims, in the documented order. <c>rules explain</c> and <c>rules test</c> show the same.</summary>
+    public static void WritePayload(Utf8JsonWriter w, MintRequest request)
+    {
+        w.WriteStartObject();
+        w.WriteString("iss", request.Issuer);
+        w.WriteString("sub", request.Subject);
+        if (request.Audiences.Count == 1)
+        {
+            w.WriteString("aud", request.Audiences[0]);
+        }
+        else
+        {
+            w.WriteStartArray("aud");
+            foreach (var aud in request.Audiences)
+            {
+                w.WriteStringValue(aud);
+            }
+
+            w.WriteEndArray();
+        }
+
+        w.WriteNumber("exp", request.ExpiresAt.ToUnixTimeSeconds());
+        w.WriteNumber("iat", request.IssuedAt.ToUnixTimeSeconds());
+        w.WriteNumber("nbf", request.IssuedAt.ToUnixTimeSeconds());
+        w.WriteString("jti", request.Jti);
+        w.WriteString("client_id", request.ClientId);
+        if (request.Scopes.Count > 0)
+        {
+            w.WriteString("scope", string.Join(' ', request.Scopes));
+        }
+
+        foreach (var (name, value) in request.Context)
+        {
+            w.WriteString(name, value);
+        }
+
+        foreach (var (name, value) in request.Extra)
+        {
+            w.WritePropertyName(name);
+            Write(w, value);
+        }
+
+        w.WriteEndObject();
+    }
+
+    /// <summary>The claims of a token as compact JSON, unsigned.</summary>
+    public static string PayloadJson(MintRequest request, bool indented = false)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions with { Indented = indented }))
+        {
+            WritePayload(w, request);
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
     private static void Write(Utf8JsonWriter w, ClaimValue value)

@@ -11,9 +11,12 @@ internal sealed class JobTokenClaims : IJobClaims
 {
     private readonly Dictionary<string, string> _values;
 
-    public JobTokenClaims(JsonElement payload)
+    public JobTokenClaims(JsonElement payload) => _values = Scalars(payload);
+
+    /// <summary>The scalar claims of a JSON object, as rules see them (also used by <c>rules explain</c> and <c>rules test</c>).</summary>
+    public static Dictionary<string, string> Scalars(JsonElement payload)
     {
-        _values = new Dictionary<string, string>(StringComparer.Ordinal);
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var property in payload.EnumerateObject())
         {
             var value = property.Value.ValueKind switch
@@ -26,9 +29,11 @@ internal sealed class JobTokenClaims : IJobClaims
             };
             if (value is not null)
             {
-                _values[property.Name] = value;
+                values[property.Name] = value;
             }
         }
+
+        return values;
     }
 
     public string? Get(string name) => _values.GetValueOrDefault(name);

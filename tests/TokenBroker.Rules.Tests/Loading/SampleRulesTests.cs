@@ -53,7 +53,7 @@ public sealed class SampleRulesTests
 
         using (Assert.EnterMultipleScope())
         {
-            Assert.That(rule.Location.Line, Is.EqualTo(5));
+            Assert.That(rule.Location.Line, Is.EqualTo(6), "line 1 is the yaml-language-server schema comment");
             Assert.That(rule.Location.Column, Is.EqualTo(5));
             Assert.That(rule.Conditions.Select(c => c.Claim), Is.EqualTo(new[] { "owner_id", "repository_id", "ref", "environment", "event", "workflow_ref" }));
             Assert.That(rule.Grant.Audiences, Is.EqualTo(new[] { "sts.amazonaws.com", "https://deploy.internal/payments" }));

@@ -30,6 +30,35 @@ public sealed class PolicyRefusalTests
     }
 
     [Test]
+    public async Task PolicyRefusal_PutsTheExplainJsonIntoTheAuditEventOfItsRequestId()
+    {
+        var response = await _broker.ExchangeAsync(_broker.GitHubToken("lookalike_repository"), "https://deploy.internal/payments");
+
+        var audit = _broker.AuditFor(response)!;
+        Assert.That(audit.Explanation, Is.Not.Null);
+        var explanation = audit.Explanation!.Value;
+        Assert.That(explanation.GetProperty("dry_run").GetBoolean(), Is.False);
+        Assert.That(explanation.GetProperty("input").GetProperty("kind").GetString(), Is.EqualTo("request"));
+        Assert.That(explanation.GetProperty("input").GetProperty("signature_verified").GetBoolean(), Is.True);
+        Assert.That(explanation.GetProperty("input").GetProperty("description").GetString(), Is.EqualTo($"request {response.RequestId}"));
+        Assert.That(explanation.GetProperty("decision").GetProperty("error_id").GetString(), Is.EqualTo("TB1201"));
+        Assert.That(explanation.GetProperty("rules").EnumerateArray().Select(r => r.GetProperty("id").GetString()), Is.EqualTo(new[] { "payments-deploy-prod", "payments-release-tags", "payments-ci-read" }));
+        var failed = explanation.GetProperty("rules")[0].GetProperty("conditions").EnumerateArray().Single(c => c.GetProperty("claim").GetString() == "repository_id");
+        Assert.That(failed.GetProperty("actual").GetString(), Is.EqualTo("900999"));
+        Assert.That(failed.GetProperty("held").GetBoolean(), Is.False);
+        Assert.That(response.Raw, Does.Not.Contain("conditions").And.Not.Contain("payments-deploy-prod"), "the explanation is for operators only");
+    }
+
+    [Test]
+    public async Task GrantedExchange_HasNoExplanationInItsAuditEvent()
+    {
+        var response = await _broker.ExchangeAsync(_broker.GitHubToken("pull_request_from_fork"), "https://artifacts.internal");
+
+        Assert.That(response.Status, Is.EqualTo(HttpStatusCode.OK), response.Raw);
+        Assert.That(_broker.AuditFor(response)!.Explanation, Is.Null);
+    }
+
+    [Test]
     public async Task PullRequestAskingForDeployAudience_IsInvalidTarget()
     {
         var response = await _broker.ExchangeAsync(_broker.GitHubToken("pull_request_from_fork"), "https://deploy.internal/payments");
