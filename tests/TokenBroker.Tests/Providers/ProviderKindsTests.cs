@@ -100,13 +100,16 @@ public sealed class ProviderKindsTests
     [Test]
     public async Task JwksLargerThanTheCap_IsNotAccepted()
     {
-        await using var broker = await BrokerHarness.StartAsync(new Dictionary<string, string?>
-        {
-            ["TokenBroker:Providers:github:MaxDocumentBytes"] = "1024",
-            ["TokenBroker:Providers:github:FetchRetries"] = "0",
-        });
-
-        broker.Issuer.JwksPadding = 4096;
+        // Oversized before the broker starts: its start-up warm-up must not cache the keys either.
+        await using var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
+        issuer.JwksPadding = 4096;
+        await using var broker = await BrokerHarness.StartAsync(
+            new Dictionary<string, string?>
+            {
+                ["TokenBroker:Providers:github:MaxDocumentBytes"] = "1024",
+                ["TokenBroker:Providers:github:FetchRetries"] = "0",
+            },
+            issuer);
 
         var response = await broker.ExchangeAsync(broker.GitHubToken(), "https://deploy.internal/payments");
 
