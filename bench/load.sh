@@ -3,7 +3,7 @@
 # unique job tokens and drives POST /token over loopback at 1, 8, 32 and 128 connections, then prints
 # exchanges/s, latency percentiles, the broker's CPU and peak RSS, and the ratio to the in-process
 # cryptographic ceiling measured in the same run.
-# Usage: bash bench/load.sh [--requests N] [--connections 1,8,32,128] [--server-gc true] [--set Key=Value ...]
+# Usage: bash bench/load.sh [--redis] [--requests N] [--connections 1,8,32,128] [--server-gc true] [--set Key=Value ...]
 #   e.g. --set TokenBroker:Signing:Keys:0:Source=generated --set TokenBroker:Signing:Keys:0:Algorithm=RS256
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,6 +13,14 @@ using TokenBroker.Tokens;
 // process, so its CPU and RSS are its own), pre-mints unique job tokens, drives POST /token over loopback at several
 // concurrency levels, and measures the in-process cryptographic ceiling in the same run.
 var options = LoadOptions.Parse(args);
+using var redis = options.Redis ? RedisServer.Start() : null;
+if (redis is not null)
+{
+    options.BrokerSettings["TokenBroker:State:Store"] = "redis";
+    options.BrokerSettings["TokenBroker:State:Redis:Endpoints:0"] = $"127.0.0.1:{redis.Port}";
+    Console.WriteLine($"redis-server on 127.0.0.1:{redis.Port}");
+}
+
 await using var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
 var brokerUrl = $"http://127.0.0.1:{FakeCiIssuer.FreePort()}";
 issuer.DefaultAudience = brokerUrl;
@@ -79,6 +87,12 @@ try
         var rss = ProcessStats.PeakRssMb(broker.Id);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {rss:F0} | {result.PerSecond / ceiling:P0} |"));
+    }
+
+    if (redis is not null)
+    {
+        var exchanges = options.Levels.Length * options.RequestsPerLevel + options.Warmup;
+        Console.WriteLine($"Redis used_memory after {exchanges} exchanges: {redis.UsedMemory() / 1024.0 / 1024.0:F1} MiB");
     }
 
     return 0;
@@ -215,7 +229,64 @@ internal static class ProcessStats
     }
 }
 
-internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsPerLevel, int Warmup, string Audience, bool ServerGc, Dictionary<string, string> BrokerSettings)
+/// <summary>A throw-away redis-server on a free loopback port (no persistence), stopped on dispose.</summary>
+internal sealed class RedisServer : IDisposable
+{
+    private readonly Process _process;
+    private readonly string _dir;
+
+    private RedisServer(Process process, int port, string dir)
+    {
+        _process = process;
+        Port = port;
+        _dir = dir;
+    }
+
+    public int Port { get; }
+
+    public static RedisServer Start()
+    {
+        var port = FakeCiIssuer.FreePort();
+        var dir = Directory.CreateTempSubdirectory("tb-bench-redis-").FullName;
+        var process = Process.Start(new ProcessStartInfo("redis-server", ["--port", port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir])
+        {
+            RedirectStandardOutput = true,
+        }) ?? throw new InvalidOperationException("redis-server did not start (apt-get install redis-server)");
+        for (var i = 0; i < 100; i++)
+        {
+            try
+            {
+                using var client = new System.Net.Sockets.TcpClient("127.0.0.1", port);
+                return new RedisServer(process, port, dir);
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                Thread.Sleep(50);
+            }
+        }
+
+        process.Kill();
+        throw new TimeoutException("redis-server did not accept connections");
+    }
+
+    /// <summary>Redis memory in use, from INFO.</summary>
+    public long UsedMemory()
+    {
+        using var cli = Process.Start(new ProcessStartInfo("redis-cli", ["-p", Port.ToString(CultureInfo.InvariantCulture), "INFO", "memory"]) { RedirectStandardOutput = true })!;
+        var line = cli.StandardOutput.ReadToEnd().Split('\n').First(l => l.StartsWith("used_memory:", StringComparison.Ordinal));
+        return long.Parse(line["used_memory:".Length..].Trim(), CultureInfo.InvariantCulture);
+    }
+
+    public void Dispose()
+    {
+        _process.Kill();
+        _process.WaitForExit();
+        _process.Dispose();
+        Directory.Delete(_dir, true);
+    }
+}
+
+internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsPerLevel, int Warmup, string Audience, bool ServerGc, bool Redis, Dictionary<string, string> BrokerSettings)
 {
     public static LoadOptions Parse(string[] args)
     {
@@ -242,6 +313,7 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
             int.Parse(Value("--warmup", "2000"), CultureInfo.InvariantCulture),
             Value("--audience", "https://deploy.internal/payments"),
             Value("--server-gc", "false") == "true",
+            Array.IndexOf(args, "--redis") >= 0,
             settings);
     }
 }
