@@ -45,6 +45,7 @@ internal static class BrokerCli
         {
             serve,
             demo,
+            CredentialsCommand.Build(),
         };
         root.Options.Add(configOption);
         root.Options.Add(urlsOption);

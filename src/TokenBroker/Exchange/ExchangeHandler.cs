@@ -34,6 +34,7 @@ internal sealed class ExchangeHandler(
     RuleStore rules,
     SigningKeyRing keys,
     IStateStore state,
+    BlockCache blocks,
     TimeProvider time)
 {
     public async Task<ExchangeOutcome> ExchangeAsync(ExchangeRequest request, AuditEvent audit, CancellationToken cancel)
@@ -83,10 +84,23 @@ internal sealed class ExchangeHandler(
         }
 
         var rule = decision.Rule!;
-
-        // 3. Mint the claims.
+        var ownerId = vocabulary.Neutral("owner_id")?.Read(job.Claims);
         var now = time.GetUtcNow();
         var issuedAt = DateTimeOffset.FromUnixTimeSeconds(now.ToUnixTimeSeconds());
+
+        // 3. Operator blocks, from this replica's copy (no state round trip). A copy that may be outdated fails closed.
+        if (!blocks.IsFresh)
+        {
+            return Refuse(audit, BrokerErrors.StateUnavailable, "the block list could not be re-read recently; refusing rather than missing a block");
+        }
+
+        if (blocks.Current.FindMatch(provider.Name, audit.RepositoryId, ownerId, rule.Id, audit.RunId, issuedAt) is { } block)
+        {
+            return Refuse(audit, BrokerErrors.Blocked, $"blocked by operator block '{block.Id}' (created by '{block.CreatedBy}')");
+        }
+
+        // 4. Mint the claims. The jti starts with the replay key's shard tag (see StateKeys.ShardTag).
+        var replayKey = ReplayKey(job.Issuer, job.Jti);
         var lifetime = rule.Grant.Ttl;
         if (request.RequestedLifetime is { } asked && asked < lifetime)
         {
@@ -100,7 +114,7 @@ internal sealed class ExchangeHandler(
             Audiences = decision.Audiences,
             IssuedAt = issuedAt,
             ExpiresAt = issuedAt + lifetime,
-            Jti = TokenMinter.NewJti(),
+            Jti = StateKeys.ShardTag(replayKey) + TokenMinter.NewJti(),
             ClientId = ClientId(provider.Name, audit.Repository, job.Subject),
             Scopes = decision.Scopes,
             Type = request.RequestedTokenType == TokenTypes.Jwt ? "JWT" : "at+jwt",
@@ -108,8 +122,7 @@ internal sealed class ExchangeHandler(
             Extra = decision.Claims,
         };
 
-        // 4. Record state: the job token is consumed and the issued token registered in one atomic step.
-        var replayKey = ReplayKey(job.Issuer, job.Jti);
+        // 5. Record state: the job token is consumed and the issued token registered in one atomic step.
         var record = new IssuedTokenRecord
         {
             Jti = mint.Jti,
@@ -119,7 +132,7 @@ internal sealed class ExchangeHandler(
             Rule = rule.Id,
             Provider = provider.Name,
             RepositoryId = audit.RepositoryId,
-            OwnerId = vocabulary.Neutral("owner_id")?.Read(job.Claims),
+            OwnerId = ownerId,
             RunId = audit.RunId,
         };
         bool fresh;
@@ -137,7 +150,7 @@ internal sealed class ExchangeHandler(
             return Refuse(audit, BrokerErrors.Replayed, $"job token jti '{JwtReader.Printable(job.Jti)}' of provider '{provider.Name}' was already exchanged");
         }
 
-        // 5. Sign. If signing fails, give the job token back so the job can retry.
+        // 6. Sign. If signing fails, give the job token back so the job can retry.
         string token;
         try
         {

@@ -10,7 +10,7 @@ internal static class HealthEndpoints
     public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", async (RuleStore rules, SigningKeyRing keys, IStateStore state, CancellationToken cancel) =>
+        app.MapGet("/readyz", async (RuleStore rules, SigningKeyRing keys, IStateStore state, BlockCache blocks, CancellationToken cancel) =>
         {
             var problems = new List<string>();
             if (rules.Current is null)
@@ -37,6 +37,11 @@ internal static class HealthEndpoints
             catch (StateUnavailableException)
             {
                 problems.Add("state: store unavailable");
+            }
+
+            if (!blocks.IsFresh)
+            {
+                problems.Add("state: block list not re-read recently");
             }
 
             return problems.Count == 0

@@ -16,7 +16,7 @@ internal static class JwtReader
 {
     private static readonly string[] ForbiddenHeaders = ["jku", "x5u", "jwk", "x5c"];
 
-    public static JwtReadResult Read(string token, IReadOnlySet<string> allowedAlgorithms, JwtReadLimits limits)
+    public static JwtReadResult Read(string token, IReadOnlySet<string> allowedAlgorithms, JwtReadLimits limits, bool allowAccessTokenType = false)
     {
         if (token.Length > limits.MaxTokenBytes)
         {
@@ -132,7 +132,9 @@ internal static class JwtReader
             }
 
             if (h.TryGetProperty("typ", out var typElement) &&
-                !(typElement.ValueKind == JsonValueKind.String && string.Equals(typElement.GetString(), "JWT", StringComparison.OrdinalIgnoreCase)))
+                !(typElement.ValueKind == JsonValueKind.String &&
+                  (string.Equals(typElement.GetString(), "JWT", StringComparison.OrdinalIgnoreCase) ||
+                   (allowAccessTokenType && string.Equals(typElement.GetString(), "at+jwt", StringComparison.Ordinal)))))
             {
                 // Refuses e.g. at+jwt: a token of another kind (such as the broker's own access tokens) is not a job token.
                 return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header 'typ' is present and not 'JWT'");
