@@ -23,6 +23,11 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
 
     public ValueTask<bool> TryConsumeAsync(string replayKey, DateTimeOffset replayExpiresAt, IssuedTokenRecord issued, CancellationToken cancel)
     {
+        if (!issued.Jti.StartsWith(StateKeys.ShardTag(replayKey), StringComparison.Ordinal))
+        {
+            throw new ArgumentException("the issued jti must start with the replay key's shard tag", nameof(issued));
+        }
+
         var now = _time.GetUtcNow();
         var mark = new ReplayMark(replayExpiresAt, issued.Jti);
         while (true)

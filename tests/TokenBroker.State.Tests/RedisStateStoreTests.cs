@@ -1,0 +1,176 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using TokenBroker.State.Redis;
+using TokenBroker.Testing;
+
+namespace TokenBroker.State.Tests;
+
+/// <summary>Connects a store to real Redis nodes with its own key prefix, so tests never see each other's keys.</summary>
+internal static class RedisStores
+{
+    public static Task<RedisStateStore> ConnectAsync(IEnumerable<string> endpoints, Action<RedisStateOptions>? tweak = null)
+    {
+        var options = new RedisStateOptions { Endpoints = [.. endpoints], KeyPrefix = "t" + Guid.NewGuid().ToString("N")[..12] + ":" };
+        tweak?.Invoke(options);
+        return RedisStateStore.ConnectAsync(options, TimeProvider.System, NullLogger.Instance);
+    }
+}
+
+[TestFixture]
+public sealed class RedisStateStoreContractTests : StateStoreContract
+{
+    private RedisServer _redis = null!;
+
+    [OneTimeSetUp]
+    public async Task StartRedis() => _redis = await RedisServer.StartAsync();
+
+    [OneTimeTearDown]
+    public async Task StopRedis() => await _redis.DisposeAsync();
+
+    protected override async Task<IStateStore> CreateStoreAsync() => await RedisStores.ConnectAsync([_redis.EndPoint]);
+}
+
+/// <summary>The same contract on a three-master Redis Cluster: every operation must stay within one hash slot.</summary>
+[TestFixture]
+public sealed class RedisClusterStateStoreContractTests : StateStoreContract
+{
+    private RedisCluster _cluster = null!;
+
+    [OneTimeSetUp]
+    public async Task StartCluster() => _cluster = await RedisCluster.StartAsync();
+
+    [OneTimeTearDown]
+    public async Task StopCluster() => await _cluster.DisposeAsync();
+
+    protected override async Task<IStateStore> CreateStoreAsync() => await RedisStores.ConnectAsync([_cluster.Nodes[0].EndPoint]);
+
+    [Test]
+    public async Task TheReplayMarkAndTheRecord_MapToOneSlot_AndRecordsSpreadOverEveryMaster()
+    {
+        var store = (RedisStateStore)Store;
+        var masters = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < 64; i++)
+        {
+            var key = ReplayKey("slot" + i);
+            var record = Record(key);
+            Assert.That(await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), record, CancellationToken.None), Is.True);
+            var replaySlot = (await _cluster.Nodes[0].CliAsync("cluster", "keyslot", store.ReplayKey(key))).Trim();
+            var recordSlot = (await _cluster.Nodes[0].CliAsync("cluster", "keyslot", store.RecordKey(record.Jti))).Trim();
+            Assert.That(recordSlot, Is.EqualTo(replaySlot));
+            foreach (var node in _cluster.Nodes)
+            {
+                if ((await node.CliAsync("exists", store.RecordKey(record.Jti))).Trim() == "1")
+                {
+                    masters.Add(node.EndPoint);
+                }
+            }
+        }
+
+        Assert.That(masters, Has.Count.EqualTo(3), "64 exchanges should land on all three masters");
+    }
+}
+
+[TestFixture]
+public sealed class RedisFailureTests
+{
+    private RedisServer _redis = null!;
+
+    [SetUp]
+    public async Task StartRedis() => _redis = await RedisServer.StartAsync();
+
+    [TearDown]
+    public async Task StopRedis() => await _redis.DisposeAsync();
+
+    [Test]
+    public async Task WhenRedisIsKilled_OperationsFailClosedQuickly_AndRecoverWhenItReturns()
+    {
+        using var store = await RedisStores.ConnectAsync([_redis.EndPoint]);
+        var key = StateStoreContract.ReplayKey("kill");
+        Assert.That(await store.PingAsync(CancellationToken.None), Is.True);
+
+        await _redis.StopAsync();
+        var watch = Stopwatch.StartNew();
+        Assert.That(async () => await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), StateStoreContract.Record(key), CancellationToken.None), Throws.TypeOf<StateUnavailableException>());
+        Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(1)), "the failure is reported within the budget, not after a long hang");
+
+        await _redis.RestartAsync();
+        var recovered = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                Assert.That(await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), StateStoreContract.Record(key), CancellationToken.None), Is.True);
+                break;
+            }
+            catch (StateUnavailableException) when (recovered.Elapsed < TimeSpan.FromSeconds(15))
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        TestContext.Out.WriteLine($"recovered {recovered.ElapsedMilliseconds} ms after the restart");
+    }
+
+    [Test]
+    public async Task WhenRedisAnswersSlowerThanTheBudget_TheOperationFailsClosedAtTheBudget()
+    {
+        using var store = await RedisStores.ConnectAsync([_redis.EndPoint], o => o.OperationTimeout = TimeSpan.FromMilliseconds(250));
+        Assert.That(await store.PingAsync(CancellationToken.None), Is.True);
+        var key = StateStoreContract.ReplayKey("slow");
+
+        await _redis.CliAsync("client", "pause", "1500", "ALL");
+        var watch = Stopwatch.StartNew();
+        Assert.That(async () => await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), StateStoreContract.Record(key), CancellationToken.None),
+            Throws.TypeOf<StateUnavailableException>().With.Message.Contains("250 ms"));
+        Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromMilliseconds(800)));
+    }
+
+    [Test]
+    public async Task AfterRepeatedFailures_TheCircuitOpens_AndRefusesWithoutWaiting()
+    {
+        using var store = await RedisStores.ConnectAsync([_redis.EndPoint], o => o.BreakDuration = TimeSpan.FromSeconds(5));
+        await _redis.CliAsync("client", "pause", "3000", "ALL");
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.That(async () => await store.PingAsync(CancellationToken.None), Throws.TypeOf<StateUnavailableException>());
+        }
+
+        var watch = Stopwatch.StartNew();
+        Assert.That(async () => await store.PingAsync(CancellationToken.None), Throws.TypeOf<StateUnavailableException>().With.Message.Contains("circuit open"));
+        Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromMilliseconds(100)));
+    }
+}
+
+/// <summary>Capacity planning: Redis memory per exchange, measured on a real server and reported in docs/operations.md.</summary>
+[TestFixture]
+public sealed class RedisMemoryTests
+{
+    [Test]
+    public async Task OneExchange_CostsLessThan800BytesOfRedisMemory()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        using var store = await RedisStores.ConnectAsync([redis.EndPoint], o => o.KeyPrefix = "tb:");
+        const int exchanges = 2000;
+        var before = UsedMemory(await redis.CliAsync("info", "memory"));
+
+        await Task.WhenAll(Enumerable.Range(0, exchanges).Select(async i =>
+        {
+            var key = StateStoreContract.ReplayKey("memory" + i);
+            await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(30), StateStoreContract.Record(key), CancellationToken.None);
+        }));
+
+        var after = UsedMemory(await redis.CliAsync("info", "memory"));
+        var perExchange = (after - before) / (double)exchanges;
+        var sampleKey = StateStoreContract.ReplayKey("sample");
+        var sample = StateStoreContract.Record(sampleKey);
+        await store.TryConsumeAsync(sampleKey, DateTimeOffset.UtcNow.AddMinutes(30), sample, CancellationToken.None);
+        var replayBytes = (await redis.CliAsync("memory", "usage", store.ReplayKey(sampleKey))).Trim();
+        var recordBytes = (await redis.CliAsync("memory", "usage", store.RecordKey(sample.Jti))).Trim();
+        TestContext.Out.WriteLine($"used_memory delta per exchange: {perExchange:F0} bytes; MEMORY USAGE replay key {replayBytes} bytes, record {recordBytes} bytes");
+
+        Assert.That(perExchange, Is.GreaterThan(100).And.LessThan(800));
+    }
+
+    private static long UsedMemory(string info) =>
+        long.Parse(info.Split('\n').First(l => l.StartsWith("used_memory:", StringComparison.Ordinal))["used_memory:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+}
