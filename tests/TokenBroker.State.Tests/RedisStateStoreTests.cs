@@ -48,25 +48,30 @@ public sealed class RedisClusterStateStoreContractTests : StateStoreContract
     public async Task TheReplayMarkAndTheRecord_MapToOneSlot_AndRecordsSpreadOverEveryMaster()
     {
         var store = (RedisStateStore)Store;
-        var masters = new HashSet<string>(StringComparer.Ordinal);
-        for (var i = 0; i < 64; i++)
+        for (var i = 0; i < 24; i++)
         {
             var key = ReplayKey("slot" + i);
             var record = Record(key);
             Assert.That(await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), record, CancellationToken.None), Is.True);
-            var replaySlot = (await _cluster.Nodes[0].CliAsync("cluster", "keyslot", store.ReplayKey(key))).Trim();
-            var recordSlot = (await _cluster.Nodes[0].CliAsync("cluster", "keyslot", store.RecordKey(record.Jti))).Trim();
-            Assert.That(recordSlot, Is.EqualTo(replaySlot));
-            foreach (var node in _cluster.Nodes)
+            if (i < 8)
             {
-                if ((await node.CliAsync("exists", store.RecordKey(record.Jti))).Trim() == "1")
-                {
-                    masters.Add(node.EndPoint);
-                }
+                var replaySlot = (await _cluster.Nodes[0].CliAsync("cluster", "keyslot", store.ReplayKey(key))).Trim();
+                var recordSlot = (await _cluster.Nodes[0].CliAsync("cluster", "keyslot", store.RecordKey(record.Jti))).Trim();
+                Assert.That(recordSlot, Is.EqualTo(replaySlot));
             }
         }
 
-        Assert.That(masters, Has.Count.EqualTo(3), "64 exchanges should land on all three masters");
+        var masters = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var node in _cluster.Nodes)
+        {
+            // Each master answers SCAN for its own slots only.
+            if ((await node.CliAsync("--scan", "--pattern", "*:t:*")).Contains(":t:", StringComparison.Ordinal))
+            {
+                masters.Add(node.EndPoint);
+            }
+        }
+
+        Assert.That(masters, Has.Count.EqualTo(3), "24 exchanges land on all three masters (they miss one with a chance of about 1 in 5,000)");
     }
 }
 
@@ -149,15 +154,23 @@ public sealed class RedisMemoryTests
     public async Task OneExchange_CostsLessThan800BytesOfRedisMemory()
     {
         await using var redis = await RedisServer.StartAsync();
-        using var store = await RedisStores.ConnectAsync([redis.EndPoint], o => o.KeyPrefix = "tb:");
+        // A measurement, not a latency test: a generous budget, and batches of 100 so a loaded machine cannot time out.
+        using var store = await RedisStores.ConnectAsync([redis.EndPoint], o =>
+        {
+            o.KeyPrefix = "tb:";
+            o.OperationTimeout = TimeSpan.FromSeconds(5);
+        });
         const int exchanges = 2000;
         var before = UsedMemory(await redis.CliAsync("info", "memory"));
 
-        await Task.WhenAll(Enumerable.Range(0, exchanges).Select(async i =>
+        for (var batch = 0; batch < exchanges; batch += 100)
         {
-            var key = StateStoreContract.ReplayKey("memory" + i);
-            await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(30), StateStoreContract.Record(key), CancellationToken.None);
-        }));
+            await Task.WhenAll(Enumerable.Range(batch, 100).Select(async i =>
+            {
+                var key = StateStoreContract.ReplayKey("memory" + i);
+                Assert.That(await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(30), StateStoreContract.Record(key), CancellationToken.None), Is.True);
+            }));
+        }
 
         var after = UsedMemory(await redis.CliAsync("info", "memory"));
         var perExchange = (after - before) / (double)exchanges;
