@@ -15,6 +15,7 @@ public sealed record BlockSelector
     public DateTimeOffset? IssuedBefore { get; init; }
 
     /// <summary>True when no matching field is set (such a selector is refused: it would block everything).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public bool IsEmpty => Provider is null && RepositoryId is null && OwnerId is null && RuleId is null && RunId is null;
 
     /// <summary>Whether a token (issued, or about to be issued, at <paramref name="issuedAt"/>) matches.</summary>

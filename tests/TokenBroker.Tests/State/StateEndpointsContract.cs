@@ -363,9 +363,13 @@ public sealed class RedisStateEndpointsTests : StateEndpointsContract
 
 internal static class RedisSettings
 {
-    /// <summary>Redis store settings with a key prefix of its own, so brokers of different tests never share state.</summary>
+    /// <summary>
+    /// Redis store settings with a key prefix of its own, so brokers of different tests never share state, and a
+    /// 2 s budget so a loaded CI machine does not turn slow answers into 503s (the budget has its own tests).
+    /// </summary>
     public static Dictionary<string, string?> For(string endpoint, string? prefix = null) => new()
     {
+        ["TokenBroker:State:Redis:OperationTimeout"] = "00:00:02",
         ["TokenBroker:State:Store"] = "redis",
         ["TokenBroker:State:Redis:Endpoints:0"] = endpoint,
         ["TokenBroker:State:Redis:KeyPrefix"] = prefix ?? "t" + Guid.NewGuid().ToString("N")[..12] + ":",
