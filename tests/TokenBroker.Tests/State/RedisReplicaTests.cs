@@ -22,6 +22,7 @@ public sealed class RedisReplicaTests
     private string _keyFile = null!;
     private BrokerHarness _a = null!;
     private BrokerHarness _b = null!;
+    private string _prefix = null!;
 
     [OneTimeSetUp]
     public async Task StartReplicas()
@@ -29,7 +30,7 @@ public sealed class RedisReplicaTests
         _redis = await RedisServer.StartAsync();
         _issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
         _keyFile = StateApi.WriteKeyFile();
-        var prefix = "t" + Guid.NewGuid().ToString("N")[..12] + ":";
+        var prefix = _prefix = "t" + Guid.NewGuid().ToString("N")[..12] + ":";
         var shared = _api.Settings(_keyFile);
         foreach (var (k, v) in RedisSettings.For(_redis.EndPoint, prefix))
         {
@@ -90,6 +91,30 @@ public sealed class RedisReplicaTests
         Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(1)));
 
         await _api.AdminAsync(_a, HttpMethod.Delete, "/admin/blocks/" + create.Body["block"]!["id"]!.GetValue<string>());
+    }
+
+    [Test]
+    public async Task ABlockWrittenWithoutANotification_IsStillEnforcedByThePeriodicResync()
+    {
+        // As if the pub/sub message were lost: the block is written straight into Redis, with no PUBLISH.
+        var runId = "run-" + Guid.NewGuid().ToString("N")[..8];
+        var block = $$"""{"id":"blk_silent","selector":{"run_id":"{{runId}}"},"created_at":"2026-01-01T00:00:00+00:00","created_by":"redis-cli"}""";
+        await _redis.CliAsync("hset", _prefix + "blocks", "b:blk_silent", block);
+        await _redis.CliAsync("hincrby", _prefix + "blocks", "#v", "1");
+
+        var clock = Stopwatch.StartNew();
+        ExchangeResponse refused;
+        do
+        {
+            await Task.Delay(100);
+            refused = await _b.ExchangeAsync(_a.GitHubToken(tweak: c => c["run_id"] = runId), Payments);
+        }
+        while (refused.Status == HttpStatusCode.OK && clock.Elapsed < TimeSpan.FromSeconds(3));
+
+        TestContext.Out.WriteLine($"enforced after {clock.ElapsedMilliseconds} ms without a notification");
+        Assert.That(refused.ErrorId, Is.EqualTo("TB1206"));
+        Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(2.5)), "State:BlockSyncInterval is 1 s");
+        await _api.AdminAsync(_a, HttpMethod.Delete, "/admin/blocks/blk_silent");
     }
 
     [Test]
