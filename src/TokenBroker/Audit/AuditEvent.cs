@@ -35,6 +35,9 @@ public sealed class AuditEvent
     public string? IssuedJti { get; set; }
     public DateTimeOffset? IssuedExpiresAt { get; set; }
 
+    /// <summary><c>revoke</c>: the SHA-256 of the presented token (never the token).</summary>
+    public string? TokenSha256 { get; set; }
+
     /// <summary>Admin API: the name of the credential that acted.</summary>
     public string? Actor { get; set; }
 

@@ -46,7 +46,7 @@ internal static partial class RevocationEndpoints
                 return;
             }
 
-            audit.JobTokenSha256 = AuditEvent.Hash(token);
+            audit.TokenSha256 = AuditEvent.Hash(token);
             var verified = verifier.Verify(token);
             if (verified is null)
             {

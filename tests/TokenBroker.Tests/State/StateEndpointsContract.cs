@@ -154,7 +154,8 @@ public abstract class StateEndpointsContract
         var audit = AuditSinceStart("revoke").Last();
         Assert.That(audit.Outcome, Is.EqualTo("revoked"));
         Assert.That(audit.IssuedJti, Is.EqualTo(JwtParts.Payload(token)["jti"]!.GetValue<string>()));
-        Assert.That(audit.JobTokenSha256, Is.EqualTo(TokenBroker.Audit.AuditEvent.Hash(token)));
+        Assert.That(audit.TokenSha256, Is.EqualTo(TokenBroker.Audit.AuditEvent.Hash(token)));
+        Assert.That(audit.JobTokenSha256, Is.Null);
     }
 
     [Test]
