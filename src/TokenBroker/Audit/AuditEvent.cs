@@ -4,8 +4,10 @@ using System.Text;
 namespace TokenBroker.Audit;
 
 /// <summary>
-/// One audited decision. Written for every exchange, granted or refused (from a <c>finally</c>). Tokens never
-/// appear: only the job token's SHA-256 and the issued token's <c>jti</c>.
+/// One audited decision. Written for every exchange, granted or refused (from a <c>finally</c>), every revocation
+/// request and every admin API call (types <c>exchange</c>, <c>revoke</c>, <c>admin.revoke</c>,
+/// <c>admin.block.create</c>, <c>admin.block.list</c>, <c>admin.block.delete</c>; a refused call has <c>outcome: refused</c>). Tokens
+/// never appear: only a token's SHA-256 and the issued token's <c>jti</c>; credentials appear by name only.
 /// </summary>
 public sealed class AuditEvent
 {
@@ -42,6 +44,18 @@ public sealed class AuditEvent
     public System.Text.Json.JsonElement? Explanation { get; set; }
     public string? IssuedJti { get; set; }
     public DateTimeOffset? IssuedExpiresAt { get; set; }
+
+    /// <summary><c>revoke</c>: the SHA-256 of the presented token (never the token).</summary>
+    public string? TokenSha256 { get; set; }
+
+    /// <summary>Admin API: the name of the credential that acted.</summary>
+    public string? Actor { get; set; }
+
+    /// <summary>Admin API: the block id acted on.</summary>
+    public string? BlockId { get; set; }
+
+    /// <summary>Admin API: the selector of a created block.</summary>
+    public TokenBroker.State.BlockSelector? Selector { get; set; }
     public double LatencyMs { get; set; }
 
     /// <summary>Hex SHA-256 of a token, the only form in which tokens reach logs.</summary>

@@ -47,6 +47,7 @@ internal static class BrokerCli
             serve,
             demo,
             RulesCommand(output ?? Console.Out, error ?? Console.Error, time ?? TimeProvider.System),
+            CredentialsCommand.Build(),
         };
         root.Options.Add(configOption);
         root.Options.Add(urlsOption);

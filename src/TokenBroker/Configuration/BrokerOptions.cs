@@ -1,4 +1,5 @@
 using TokenBroker.Rules.Providers;
+using TokenBroker.State.Redis;
 
 namespace TokenBroker.Configuration;
 
@@ -29,6 +30,25 @@ public sealed class BrokerOptions
     public LimitsOptions Limits { get; set; } = new();
 
     public ExchangeOptions Exchange { get; set; } = new();
+
+    /// <summary>Who may call the admin API (<c>/admin/...</c>). Default: nobody (every admin call answers 401).</summary>
+    public CredentialOptions Admin { get; set; } = new();
+
+    /// <summary>Who may call <c>POST /introspect</c>. Default: nobody (every call answers 401).</summary>
+    public CredentialOptions Introspection { get; set; } = new();
+}
+
+/// <summary>
+/// API credentials of one scope, stored only as hashes (<c>name:sha256:salt:hash</c>, made by
+/// <c>tokenbroker credentials create</c>). Admin and introspection credentials are separate scopes.
+/// </summary>
+public sealed class CredentialOptions
+{
+    /// <summary>Credential hash lines. Default: none.</summary>
+    public List<string> Credentials { get; set; } = [];
+
+    /// <summary>A file with one credential hash line per line (blank lines and <c>#</c> comments ignored), read at start-up. Default: none.</summary>
+    public string? CredentialsFile { get; set; }
 }
 
 /// <summary>One trusted CI token issuer.</summary>
@@ -131,11 +151,29 @@ public sealed class SigningKeyOptions
     public string? KeyId { get; set; }
 }
 
-/// <summary>Where replay and issued-token state lives.</summary>
+/// <summary>Where replay, issued-token, revocation and block state lives.</summary>
 public sealed class StateOptions
 {
-    /// <summary><c>memory</c>: one process only, lost on restart (development and tests). Default: memory.</summary>
+    /// <summary>
+    /// <c>memory</c>: one process only, lost on restart (development and tests). <c>redis</c>: shared by every
+    /// replica (see <see cref="Redis"/>). Default: memory.
+    /// </summary>
     public string Store { get; set; } = "memory";
+
+    /// <summary>The Redis connection, for <c>Store: redis</c>.</summary>
+    public RedisStateOptions Redis { get; set; } = new();
+
+    /// <summary>
+    /// How often each replica re-reads the blocks even without a change notification (the backstop for lost
+    /// pub/sub messages). Between 100 milliseconds and 1 minute. Default: 1 second.
+    /// </summary>
+    public TimeSpan BlockSyncInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// If the blocks could not be re-read for this long, exchanges and introspection fail closed (503): a block
+    /// made meanwhile might be missed. At least 2 x BlockSyncInterval and at most 10 minutes. Default: 10 seconds.
+    /// </summary>
+    public TimeSpan MaxBlockStaleness { get; set; } = TimeSpan.FromSeconds(10);
 }
 
 /// <summary>Size limits, all enforced before any cryptography.</summary>

@@ -34,6 +34,9 @@ public sealed record ResolvedSettings
     public TimeSpan RulesReloadDebounce { get; init; } = TimeSpan.FromMilliseconds(500);
     public required IReadOnlyList<SigningKeyOptions> SigningKeys { get; init; }
     public required string StateStore { get; init; }
+    public required StateOptions State { get; init; }
+    public required IReadOnlyList<Security.CredentialHash> AdminCredentials { get; init; }
+    public required IReadOnlyList<Security.CredentialHash> IntrospectionCredentials { get; init; }
     public required LimitsOptions Limits { get; init; }
     public required ExchangeOptions Exchange { get; init; }
 

@@ -205,14 +205,9 @@ public static partial class SettingsResolver
             }
         }
 
-        if (options.State.Store != "memory")
-        {
-            errors.Add($"State:Store '{options.State.Store}' is not supported; use 'memory'");
-        }
-        else
-        {
-            warnings.Add("State is kept in memory: replay protection holds for this process only and is lost on restart. Development only.");
-        }
+        ResolveState(options.State, errors, warnings);
+        var adminCredentials = ResolveCredentials("Admin", options.Admin, errors);
+        var introspectionCredentials = ResolveCredentials("Introspection", options.Introspection, errors);
 
         var l = options.Limits;
         CheckRange(errors, "Limits:MaxRequestBodyBytes", l.MaxRequestBodyBytes, 1024, 1 << 20);
@@ -250,10 +245,118 @@ public static partial class SettingsResolver
             RulesReloadDebounce = options.Rules.ReloadDebounce,
             SigningKeys = keys,
             StateStore = options.State.Store,
+            State = options.State,
+            AdminCredentials = adminCredentials,
+            IntrospectionCredentials = introspectionCredentials,
             Limits = options.Limits,
             Exchange = options.Exchange,
             Warnings = warnings,
         };
+    }
+
+    private static void ResolveState(StateOptions state, List<string> errors, List<string> warnings)
+    {
+        switch (state.Store)
+        {
+            case "memory":
+                warnings.Add("State is kept in memory: replay protection, revocation and blocks hold for this process only and are lost on restart. Development only.");
+                break;
+            case "redis":
+                var redis = state.Redis;
+                if (redis.Endpoints.Count == 0)
+                {
+                    errors.Add("State:Redis:Endpoints: at least one host:port is required for the redis store");
+                }
+
+                for (var i = 0; i < redis.Endpoints.Count; i++)
+                {
+                    try
+                    {
+                        TokenBroker.State.Redis.RedisStateStore.ParseEndPoint(redis.Endpoints[i]);
+                    }
+                    catch (FormatException)
+                    {
+                        errors.Add($"State:Redis:Endpoints:{i} '{redis.Endpoints[i]}' is not host:port");
+                    }
+                }
+
+                if (!KeyPrefixRegex().IsMatch(redis.KeyPrefix))
+                {
+                    errors.Add("State:Redis:KeyPrefix must be 1 to 32 characters of [A-Za-z0-9:_-]");
+                }
+
+                CheckSpan(errors, "State:Redis:OperationTimeout", redis.OperationTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromSeconds(10));
+                CheckSpan(errors, "State:Redis:ConnectTimeout", redis.ConnectTimeout, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(30));
+                CheckSpan(errors, "State:Redis:BreakDuration", redis.BreakDuration, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(60));
+                break;
+            default:
+                errors.Add($"State:Store '{state.Store}' is not supported; use 'memory' or 'redis'");
+                break;
+        }
+
+        CheckSpan(errors, "State:BlockSyncInterval", state.BlockSyncInterval, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1));
+        if (state.MaxBlockStaleness < 2 * state.BlockSyncInterval || state.MaxBlockStaleness > TimeSpan.FromMinutes(10))
+        {
+            errors.Add("State:MaxBlockStaleness must be at least 2 x State:BlockSyncInterval and at most 10 minutes");
+        }
+    }
+
+    private static List<Security.CredentialHash> ResolveCredentials(string scope, CredentialOptions options, List<string> errors)
+    {
+        var result = new List<Security.CredentialHash>();
+        var lines = new List<(string Where, string Line)>();
+        for (var i = 0; i < options.Credentials.Count; i++)
+        {
+            lines.Add(($"{scope}:Credentials:{i}", options.Credentials[i] ?? string.Empty));
+        }
+
+        if (options.CredentialsFile is { } file)
+        {
+            try
+            {
+                var n = 0;
+                foreach (var line in File.ReadLines(file))
+                {
+                    n++;
+                    if (line.Trim().Length > 0 && !line.TrimStart().StartsWith('#'))
+                    {
+                        lines.Add(($"{scope}:CredentialsFile '{file}' line {n}", line));
+                    }
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                errors.Add($"{scope}:CredentialsFile '{file}' cannot be read: {e.Message}");
+            }
+        }
+
+        foreach (var (where, line) in lines)
+        {
+            if (Security.CredentialHash.Parse(line, out var error) is { } credential)
+            {
+                if (result.Any(c => c.Name == credential.Name))
+                {
+                    errors.Add($"{where}: credential name '{credential.Name}' is used twice");
+                    continue;
+                }
+
+                result.Add(credential);
+            }
+            else
+            {
+                errors.Add($"{where}: {error}");
+            }
+        }
+
+        return result;
+    }
+
+    private static void CheckSpan(List<string> errors, string name, TimeSpan value, TimeSpan min, TimeSpan max)
+    {
+        if (value < min || value > max)
+        {
+            errors.Add($"{name} must be between {min} and {max}");
+        }
     }
 
     private static void CheckRange(List<string> errors, string name, int value, int min, int max)
@@ -430,4 +533,7 @@ public static partial class SettingsResolver
 
     [GeneratedRegex(@"\A[A-Za-z0-9._-]{1,64}\z", RegexOptions.CultureInvariant)]
     private static partial Regex KeyIdRegex();
+
+    [GeneratedRegex(@"\A[A-Za-z0-9:_-]{1,32}\z", RegexOptions.CultureInvariant)]
+    private static partial Regex KeyPrefixRegex();
 }

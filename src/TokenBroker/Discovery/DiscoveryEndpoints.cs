@@ -45,11 +45,15 @@ internal sealed class DiscoveryDocument
             w.WriteString("issuer", issuer);
             w.WriteString("jwks_uri", issuer + "/.well-known/jwks.json");
             w.WriteString("token_endpoint", issuer + "/token");
+            w.WriteString("introspection_endpoint", issuer + "/introspect");
+            w.WriteString("revocation_endpoint", issuer + "/revoke");
             WriteArray(w, "grant_types_supported", [TokenTypes.TokenExchangeGrant]);
             WriteArray(w, "response_types_supported", ["id_token"]);
             WriteArray(w, "subject_types_supported", ["public"]);
             WriteArray(w, "id_token_signing_alg_values_supported", keys.Algorithms);
             WriteArray(w, "token_endpoint_auth_methods_supported", ["none"]);
+            WriteArray(w, "introspection_endpoint_auth_methods_supported", ["client_secret_basic"]);
+            WriteArray(w, "revocation_endpoint_auth_methods_supported", ["none"]);
             WriteArray(w, "scopes_supported", ["openid"]);
             WriteArray(w, "claims_supported", ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "repo", "repo_id", "ref", "branch", "environment", "run_id", "stage", "provider", "rule"]);
             w.WriteEndObject();

@@ -14,6 +14,7 @@ public sealed record BrokerError(string Id, string Code, int Status, string Desc
 public static class OAuthErrorCodes
 {
     public const string InvalidRequest = "invalid_request";
+    public const string InvalidClient = "invalid_client";
     public const string InvalidTarget = "invalid_target";
     public const string InvalidScope = "invalid_scope";
     public const string UnsupportedGrantType = "unsupported_grant_type";

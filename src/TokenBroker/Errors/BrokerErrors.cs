@@ -56,6 +56,7 @@ public static class BrokerErrors
     public static readonly BrokerError AudienceRequired = new("TB1203", InvalidTarget, BadRequest, "The request must name an audience.");
     public static readonly BrokerError ScopeNotGranted = new("TB1204", InvalidScope, BadRequest, "The requested scope is not granted to this token.");
     public static readonly BrokerError RuleNotApplicable = new("TB1205", InvalidRequest, BadRequest, "The matching rule needs a claim this token does not carry.");
+    public static readonly BrokerError Blocked = new("TB1206", InvalidRequest, BadRequest, "Exchanges for this token are blocked by an operator.");
     public static readonly BrokerError DownscopeNotAllowed = new("TB1207", InvalidTarget, BadRequest, "This token cannot be downscoped to the requested audience.");
     public static readonly BrokerError BrokerTokenInactive = new("TB1208", InvalidRequest, BadRequest, "The presented broker token is expired, revoked or unknown.");
     public static readonly BrokerError DownscopeWidens = new("TB1209", InvalidScope, BadRequest, "A downscoped token cannot carry scopes the presented token lacks.");
@@ -65,6 +66,16 @@ public static class BrokerErrors
     public static readonly BrokerError StateUnavailable = new("TB1302", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "The broker's state store is unavailable; retry shortly.");
     public static readonly BrokerError SigningUnavailable = new("TB1303", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "The broker cannot sign tokens right now; retry shortly.");
     public static readonly BrokerError RulesUnavailable = new("TB1304", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "No trust rules are loaded; retry shortly.");
+
+    // TB14xx: revocation, introspection and the admin API.
+    public static readonly BrokerError Unauthenticated = new("TB1401", InvalidClient, StatusCodes.Status401Unauthorized, "Authentication is required.");
+    public static readonly BrokerError AdminBodyInvalid = new("TB1402", InvalidRequest, BadRequest, "The body must be a JSON object of the documented shape.");
+    public static readonly BrokerError AdminSelectorInvalid = new("TB1403", InvalidRequest, BadRequest, "The block selector is invalid.");
+    public static readonly BrokerError AdminNotFound = new("TB1404", InvalidRequest, StatusCodes.Status404NotFound, "No such item.");
+    public static readonly BrokerError AdminBodyTooLarge = new("TB1405", InvalidRequest, StatusCodes.Status413PayloadTooLarge, "The request body is too large.");
+    public static readonly BrokerError AdminNotJson = new("TB1406", InvalidRequest, StatusCodes.Status415UnsupportedMediaType, "The body must be application/json.");
+    public static readonly BrokerError TokenParameterMissing = new("TB1407", InvalidRequest, BadRequest, "The token parameter is missing or too large.");
+
     public static readonly BrokerError Internal = new("TB1900", ServerError, StatusCodes.Status500InternalServerError, "Internal error.");
 
     /// <summary>The refusal for a policy outcome other than granted: the exchange and <c>rules explain</c>/<c>test</c> share it.</summary>

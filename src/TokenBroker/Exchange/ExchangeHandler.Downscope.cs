@@ -119,7 +119,8 @@ internal sealed partial class ExchangeHandler
             Audiences = request.Audiences,
             IssuedAt = now,
             ExpiresAt = now + lifetime,
-            Jti = TokenMinter.NewJti(),
+            // The shard tag of the parent keeps the record findable from the jti alone (see StateKeys.ShardTag).
+            Jti = (StateKeys.HasShardTag(parent.Jti) ? parent.Jti[..StateKeys.ShardTagLength] : Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(2))) + TokenMinter.NewJti(),
             ClientId = parent.ClientId,
             Scopes = scopes.Distinct(StringComparer.Ordinal).ToArray(),
             Type = request.RequestedTokenType == TokenTypes.Jwt ? "JWT" : "at+jwt",

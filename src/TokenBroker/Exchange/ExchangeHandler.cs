@@ -36,6 +36,7 @@ internal sealed partial class ExchangeHandler(
     RuleStore rules,
     SigningKeyRing keys,
     IStateStore state,
+    BlockCache blocks,
     TimeProvider time)
 {
     /// <summary>At most this many rules are listed in a refusal's audit explanation, to bound the audit line.</summary>
@@ -93,15 +94,28 @@ internal sealed partial class ExchangeHandler(
         }
 
         var rule = decision.Rule!;
+        var ownerId = vocabulary.Neutral("owner_id")?.Read(job.Claims);
+        var now = time.GetUtcNow();
 
-        // 3. Mint the claims.
+        // 3. Operator blocks, from this replica's copy (no state round trip). A copy that may be outdated fails closed.
+        if (!blocks.IsFresh)
+        {
+            return Refuse(audit, BrokerErrors.StateUnavailable, "the block list could not be re-read recently; refusing rather than missing a block");
+        }
+
+        if (blocks.Current.FindMatch(provider.Name, audit.RepositoryId, ownerId, rule.Id, audit.RunId, DateTimeOffset.FromUnixTimeSeconds(now.ToUnixTimeSeconds())) is { } block)
+        {
+            return Refuse(audit, BrokerErrors.Blocked, $"blocked by operator block '{block.Id}' (created by '{block.CreatedBy}')");
+        }
+
+        // 4. Mint the claims. The jti starts with the replay key's shard tag (see StateKeys.ShardTag).
+        var replayKey = ReplayKey(job.Issuer, job.Jti);
         var mint = IssuedClaims.Build(
-            settings.Issuer, provider.Descriptor, job.Claims, decision, time.GetUtcNow(), request.RequestedLifetime, TokenMinter.NewJti(), request.RequestedTokenType);
+            settings.Issuer, provider.Descriptor, job.Claims, decision, now, request.RequestedLifetime, StateKeys.ShardTag(replayKey) + TokenMinter.NewJti(), request.RequestedTokenType);
         var issuedAt = mint.IssuedAt;
         var lifetime = mint.ExpiresAt - mint.IssuedAt;
 
-        // 4. Record state: the job token is consumed and the issued token registered in one atomic step.
-        var replayKey = ReplayKey(job.Issuer, job.Jti);
+        // 5. Record state: the job token is consumed and the issued token registered in one atomic step.
         var record = new IssuedTokenRecord
         {
             Jti = mint.Jti,
@@ -111,7 +125,7 @@ internal sealed partial class ExchangeHandler(
             Rule = rule.Id,
             Provider = provider.Name,
             RepositoryId = audit.RepositoryId,
-            OwnerId = vocabulary.Neutral("owner_id")?.Read(job.Claims),
+            OwnerId = ownerId,
             RunId = audit.RunId,
         };
         bool fresh;
@@ -129,7 +143,7 @@ internal sealed partial class ExchangeHandler(
             return Refuse(audit, BrokerErrors.Replayed, $"job token jti '{JwtReader.Printable(job.Jti)}' of provider '{provider.Name}' was already exchanged");
         }
 
-        // 5. Sign. If signing fails, give the job token back so the job can retry.
+        // 6. Sign. If signing fails, give the job token back so the job can retry.
         string token;
         try
         {

@@ -1,13 +1,17 @@
 using System.Security.Cryptography;
+using TokenBroker.Admin;
 using TokenBroker.Audit;
 using TokenBroker.Configuration;
 using TokenBroker.Discovery;
 using TokenBroker.Exchange;
 using TokenBroker.Providers;
+using TokenBroker.Revocation;
 using TokenBroker.Rules;
 using TokenBroker.Rules.Diagnostics;
+using TokenBroker.Security;
 using TokenBroker.Signing;
 using TokenBroker.State;
+using TokenBroker.State.Redis;
 using TokenBroker.Tokens;
 
 namespace TokenBroker.Hosting;
@@ -112,7 +116,22 @@ internal static class BrokerApp
         services.AddSingleton(rules);
         services.AddSingleton(_ => ProviderRegistry.CreateHttpClient());
         services.AddSingleton(sp => new ProviderRegistry(settings, sp.GetRequiredService<HttpClient>(), time));
-        services.AddSingleton<IStateStore>(_ => new InMemoryStateStore(time));
+        if (settings.StateStore == "redis")
+        {
+            // Connecting does not fail when Redis is down: the store fails closed (503) and reconnects by itself.
+            services.AddSingleton<IStateStore>(sp => RedisStateStore.ConnectAsync(settings.State.Redis, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger("TokenBroker.State.Redis")).GetAwaiter().GetResult());
+        }
+        else
+        {
+            services.AddSingleton<IStateStore>(_ => new InMemoryStateStore(time));
+        }
+
+        services.AddSingleton<BlockCache>();
+        services.AddHostedService(sp => sp.GetRequiredService<BlockCache>());
+        services.AddSingleton(new AdminCredentials(new CredentialSet("admin", settings.AdminCredentials)));
+        services.AddSingleton(new IntrospectionCredentials(new CredentialSet("introspection", settings.IntrospectionCredentials)));
+        services.AddSingleton<IssuedTokenVerifier>();
+        services.AddSingleton<AdminContext>();
         services.AddHostedService<ProviderWarmUp>();
         services.AddSingleton<BrokerMetrics>();
         services.AddSingleton<RuleReloader>();
@@ -147,6 +166,8 @@ internal static class BrokerApp
         app.MapTokenEndpoint();
         app.MapDiscoveryEndpoints();
         app.MapHealthEndpoints();
+        app.MapRevocationEndpoints();
+        app.MapAdminEndpoints();
         return new BrokerBuildResult(app, settings, [], warnings);
     }
 

@@ -10,7 +10,7 @@ internal static class HealthEndpoints
     public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, CancellationToken cancel) =>
+        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, BlockCache blocks, CancellationToken cancel) =>
         {
             var problems = new List<string>();
             var details = new List<string>();
@@ -48,6 +48,11 @@ internal static class HealthEndpoints
             catch (StateUnavailableException)
             {
                 problems.Add("state: store unavailable");
+            }
+
+            if (!blocks.IsFresh)
+            {
+                problems.Add("state: block list not re-read recently");
             }
 
             var detail = string.Join('\n', details);

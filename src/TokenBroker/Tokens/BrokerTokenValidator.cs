@@ -1,8 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using TokenBroker.Configuration;
 using TokenBroker.Errors;
-using TokenBroker.Signing;
 using TokenBroker.State;
 
 namespace TokenBroker.Tokens;
@@ -19,61 +17,53 @@ internal sealed record VerifiedBrokerToken(
     IssuedTokenRecord Record);
 
 /// <summary>
-/// Authenticates a token presented as <c>subject_token_type=...:access_token</c>: it must be an RFC 9068 access
-/// token (<c>typ: at+jwt</c>) signed by one of this broker's published keys, with this broker's exact issuer, not
-/// expired, and still in the issued-token registry (so revoked and unknown tokens are refused).
+/// Authenticates a token presented as <c>subject_token_type=...:access_token</c> for downscoping: one of this
+/// broker's own tokens (<see cref="IssuedTokenVerifier"/>: its keys, its issuer, unexpired) that is an RFC 9068
+/// access token (<c>typ: at+jwt</c>), still in the issued-token registry, not revoked and not blocked.
 /// </summary>
-internal sealed class BrokerTokenValidator(ResolvedSettings settings, SigningKeyRing keys, IStateStore state, TimeProvider time)
+internal sealed class BrokerTokenValidator(IssuedTokenVerifier verifier, IStateStore state, BlockCache blocks)
 {
-    private readonly JwtReadLimits _limits = new(settings.Limits.MaxTokenBytes, settings.Limits.MaxClaims, settings.Limits.MaxJsonDepth);
-    private readonly HashSet<string> _algorithms = new(keys.Algorithms, StringComparer.Ordinal);
-
     public async ValueTask<BrokerTokenValidation> ValidateAsync(string token, CancellationToken cancel)
     {
-        var read = JwtReader.Read(token, _algorithms, _limits, expectedType: "at+jwt");
-        if (read.Token is null)
+        if (verifier.Verify(token) is not { } verified)
         {
-            return BrokerTokenValidation.Fail(read.Error == BrokerErrors.TokenTooLarge ? read.Error : BrokerErrors.OwnTokenNotExchangeable, read.Detail!);
+            return BrokerTokenValidation.Fail(BrokerErrors.OwnTokenNotExchangeable, "not an unexpired token signed by this broker's keys with its issuer");
         }
 
-        using var jwt = read.Token;
-        var signer = keys.Keys.FirstOrDefault(k => string.Equals(k.KeyId, jwt.KeyId, StringComparison.Ordinal));
-        if (signer is null || signer.Algorithm != jwt.Algorithm || !jwt.VerifySignature(signer.PublicKey))
+        if (verified.Type != "at+jwt")
         {
-            return BrokerTokenValidation.Fail(BrokerErrors.OwnTokenNotExchangeable, "not signed by a key of this broker");
+            return BrokerTokenValidation.Fail(BrokerErrors.OwnTokenNotExchangeable, $"typ '{verified.Type}': only access tokens (at+jwt) can be downscoped");
         }
 
-        var p = jwt.Payload;
-        if (!TryString(p, "iss", out var iss) || !string.Equals(iss, settings.Issuer, StringComparison.Ordinal))
-        {
-            return BrokerTokenValidation.Fail(BrokerErrors.OwnTokenNotExchangeable, "issuer is not this broker");
-        }
-
-        if (!TryString(p, "jti", out var jti) || !TryString(p, "sub", out var sub) || !TryString(p, "client_id", out var clientId) ||
-            !p.TryGetProperty("exp", out var expElement) || !expElement.TryGetInt64(out var exp))
+        var p = verified.Claims;
+        if (!TryString(p, "sub", out var sub) || !TryString(p, "client_id", out var clientId))
         {
             return BrokerTokenValidation.Fail(BrokerErrors.OwnTokenNotExchangeable, "registered claims of a broker token are missing");
-        }
-
-        var expiresAt = DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(exp, 0, 253402300799));
-        if (expiresAt <= time.GetUtcNow())
-        {
-            return BrokerTokenValidation.Fail(BrokerErrors.BrokerTokenInactive, $"broker token {jti} expired at {expiresAt:O}");
         }
 
         IssuedTokenRecord? record;
         try
         {
-            record = await state.GetIssuedAsync(jti, cancel).ConfigureAwait(false);
+            record = await state.GetIssuedAsync(verified.Jti, cancel).ConfigureAwait(false);
         }
         catch (StateUnavailableException e)
         {
             return BrokerTokenValidation.Fail(BrokerErrors.StateUnavailable, e.Message);
         }
 
-        if (record is null)
+        if (record is null || record.RevokedAt is not null)
         {
-            return BrokerTokenValidation.Fail(BrokerErrors.BrokerTokenInactive, $"broker token {jti} is not in the issued-token registry (revoked, expired or issued elsewhere)");
+            return BrokerTokenValidation.Fail(BrokerErrors.BrokerTokenInactive, $"broker token {verified.Jti} is {(record is null ? "not in the issued-token registry" : "revoked")}");
+        }
+
+        if (!blocks.IsFresh)
+        {
+            return BrokerTokenValidation.Fail(BrokerErrors.StateUnavailable, "the block list could not be re-read recently");
+        }
+
+        if (blocks.Current.FindMatch(record.Provider, record.RepositoryId, record.OwnerId, record.Rule, record.RunId, record.IssuedAt) is { } block)
+        {
+            return BrokerTokenValidation.Fail(BrokerErrors.Blocked, $"the presented token is blocked by operator block '{block.Id}'");
         }
 
         var audiences = p.TryGetProperty("aud", out var aud) && aud.ValueKind == JsonValueKind.Array
@@ -81,7 +71,7 @@ internal sealed class BrokerTokenValidator(ResolvedSettings settings, SigningKey
             : TryString(p, "aud", out var single) ? [single] : [];
         var scopes = TryString(p, "scope", out var scope) ? scope.Split(' ', StringSplitOptions.RemoveEmptyEntries) : [];
         var claims = JsonNode.Parse(p.GetRawText())!.AsObject();
-        return BrokerTokenValidation.Success(new VerifiedBrokerToken(jti, sub, clientId, audiences, scopes, expiresAt, claims, record));
+        return BrokerTokenValidation.Success(new VerifiedBrokerToken(verified.Jti, sub, clientId, audiences, scopes, verified.ExpiresAt, claims, record));
     }
 
     private static bool TryString(JsonElement payload, string name, out string value)

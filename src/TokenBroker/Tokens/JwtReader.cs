@@ -16,7 +16,21 @@ internal static class JwtReader
 {
     private static readonly string[] ForbiddenHeaders = ["jku", "x5u", "jwk", "x5c"];
 
-    public static JwtReadResult Read(string token, IReadOnlySet<string> allowedAlgorithms, JwtReadLimits limits, string expectedType = "JWT")
+    /// <summary>The <c>typ</c> values of CI job tokens.</summary>
+    public static readonly string[] JobTokenTypes = ["JWT"];
+
+    /// <summary>The <c>typ</c> values of tokens this broker issues.</summary>
+    public static readonly string[] BrokerTokenTypes = ["at+jwt", "JWT"];
+
+    /// <param name="token">The compact JWS.</param>
+    /// <param name="allowedAlgorithms">The algorithm allow-list.</param>
+    /// <param name="limits">Size limits, checked before parsing.</param>
+    /// <param name="acceptedTypes">
+    /// Accepted <c>typ</c> values (compared ignoring case, as media types are). Default: job tokens, <c>JWT</c> or no
+    /// <c>typ</c>, so that e.g. the broker's own <c>at+jwt</c> access tokens are never taken for job tokens. A missing
+    /// <c>typ</c> is accepted only when <c>JWT</c> is.
+    /// </param>
+    public static JwtReadResult Read(string token, IReadOnlySet<string> allowedAlgorithms, JwtReadLimits limits, IReadOnlyList<string>? acceptedTypes = null)
     {
         if (token.Length > limits.MaxTokenBytes)
         {
@@ -131,14 +145,13 @@ internal static class JwtReader
                 kid = kidElement.GetString();
             }
 
-            // Job tokens: typ absent or JWT, so that e.g. the broker's own at+jwt access tokens are never taken for
-            // job tokens. Broker access tokens presented for downscoping: typ at+jwt exactly (RFC 9068 section 4).
+            acceptedTypes ??= JobTokenTypes;
             var typOk = h.TryGetProperty("typ", out var typElement)
-                ? typElement.ValueKind == JsonValueKind.String && string.Equals(typElement.GetString(), expectedType, StringComparison.OrdinalIgnoreCase)
-                : expectedType == "JWT";
+                ? typElement.ValueKind == JsonValueKind.String && acceptedTypes.Contains(typElement.GetString()!, StringComparer.OrdinalIgnoreCase)
+                : acceptedTypes.Contains("JWT", StringComparer.OrdinalIgnoreCase);
             if (!typOk)
             {
-                return JwtReadResult.Fail(BrokerErrors.TokenMalformed, $"header 'typ' is not '{expectedType}'");
+                return JwtReadResult.Fail(BrokerErrors.TokenMalformed, $"header 'typ' is not one of {string.Join(", ", acceptedTypes)}");
             }
 
             var claimCount = 0;

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using TokenBroker.Exchange;
 using TokenBroker.Tests.Infrastructure;
+using TokenBroker.Tests.State;
 
 namespace TokenBroker.Tests.Exchange;
 
@@ -10,9 +11,10 @@ namespace TokenBroker.Tests.Exchange;
 public sealed class DownscopeTests
 {
     private BrokerHarness _broker = null!;
+    private readonly StateApi _api = StateApi.Create();
 
     [OneTimeSetUp]
-    public async Task StartAsync() => _broker = await BrokerHarness.StartAsync();
+    public async Task StartAsync() => _broker = await BrokerHarness.StartAsync(_api.Settings());
 
     [OneTimeTearDown]
     public async Task StopAsync() => await _broker.DisposeAsync();
@@ -184,5 +186,50 @@ public sealed class DownscopeTests
 
         Assert.That(response.ErrorId, Is.EqualTo("TB1207"));
         Assert.That(_broker.AuditFor(response)!.Detail, Does.Contain("downscope_audiences"));
+    }
+
+    [Test]
+    public async Task RevokedParent_CannotBeDownscoped()
+    {
+        var parent = await ParentAsync();
+        var revoked = await StateApi.RevokeAsync(_broker, parent);
+        Assert.That(revoked.Status, Is.EqualTo(HttpStatusCode.OK));
+
+        var response = await DownscopeAsync(parent, ["https://deploy.internal/payments"]);
+
+        Assert.That(response.ErrorId, Is.EqualTo("TB1208"));
+    }
+
+    [Test]
+    public async Task DownscopedToken_IsIntrospectableAndRevocable()
+    {
+        var child = (await DownscopeAsync(await ParentAsync(), ["https://deploy.internal/payments"])).AccessToken!;
+
+        var active = await _api.IntrospectAsync(_broker, child);
+        await StateApi.RevokeAsync(_broker, child);
+        var inactive = await _api.IntrospectAsync(_broker, child);
+
+        Assert.That(active.Body["active"]!.GetValue<bool>(), Is.True, active.Raw);
+        Assert.That(inactive.Raw, Is.EqualTo("{\"active\":false}"));
+    }
+
+    [Test]
+    public async Task BlockedRepository_CannotDownscopeEarlierTokens()
+    {
+        await using var broker = await BrokerHarness.StartAsync(_api.Settings());
+        var parent = (await broker.ExchangeAsync(broker.GitHubToken(), "sts.amazonaws.com", "https://deploy.internal/payments")).AccessToken!;
+        var block = await _api.AdminAsync(broker, HttpMethod.Post, "/admin/blocks", """{"repository_id":"900101","reason":"incident"}""");
+        Assert.That(block.Status, Is.EqualTo(HttpStatusCode.Created), block.Raw);
+
+        var form = new List<KeyValuePair<string, string>>
+        {
+            new("grant_type", TokenTypes.TokenExchangeGrant),
+            new("subject_token", parent),
+            new("subject_token_type", TokenTypes.AccessToken),
+            new("audience", "https://deploy.internal/payments"),
+        };
+        var response = await broker.PostFormAsync(form);
+
+        Assert.That(response.ErrorId, Is.EqualTo("TB1206"));
     }
 }

@@ -13,8 +13,12 @@ namespace TokenBroker.Tests.Infrastructure;
 /// </summary>
 internal sealed class BrokerHarness : IAsyncDisposable
 {
-    private BrokerHarness(FakeCiIssuer issuer, WebApplication app, string url, DemoCommand.MemoryAuditSink audit)
+    private readonly bool _ownsIssuer;
+
+    private BrokerHarness(FakeCiIssuer issuer, WebApplication app, string url, DemoCommand.MemoryAuditSink audit, bool ownsIssuer, string brokerIssuer)
     {
+        _ownsIssuer = ownsIssuer;
+        BrokerIssuer = brokerIssuer;
         Issuer = issuer;
         App = app;
         Url = url;
@@ -28,8 +32,11 @@ internal sealed class BrokerHarness : IAsyncDisposable
     public DemoCommand.MemoryAuditSink Audit { get; }
     public HttpClient Client { get; }
 
+    /// <summary>The broker's issuer URL (its own URL unless TokenBroker:Issuer is set, e.g. shared by replicas).</summary>
+    public string BrokerIssuer { get; }
+
     /// <summary>The audience job tokens must carry (the broker's issuer URL by default).</summary>
-    public string Audience => Url;
+    public string Audience => BrokerIssuer;
 
     public static async Task<BrokerHarness> StartAsync(IReadOnlyDictionary<string, string?>? extra = null, FakeCiIssuer? sharedIssuer = null)
     {
@@ -49,7 +56,7 @@ internal sealed class BrokerHarness : IAsyncDisposable
         }
 
         await built.App.StartAsync();
-        return new BrokerHarness(issuer, built.App, url, audit);
+        return new BrokerHarness(issuer, built.App, url, audit, ownsIssuer: sharedIssuer is null, settings["TokenBroker:Issuer"] ?? url);
     }
 
     /// <summary>A GitHub-shaped job token from a fixture, for this broker.</summary>
@@ -96,7 +103,10 @@ internal sealed class BrokerHarness : IAsyncDisposable
         Client.Dispose();
         await App.StopAsync();
         await App.DisposeAsync();
-        await Issuer.DisposeAsync();
+        if (_ownsIssuer)
+        {
+            await Issuer.DisposeAsync();
+        }
     }
 }
 

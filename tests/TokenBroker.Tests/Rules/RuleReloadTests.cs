@@ -3,6 +3,7 @@ using System.Net;
 using TokenBroker.Demo;
 using TokenBroker.Rules;
 using TokenBroker.Tests.Infrastructure;
+using TokenBroker.Tests.State;
 
 namespace TokenBroker.Tests.Rules;
 
@@ -176,5 +177,28 @@ public sealed class RuleReloadTests
             process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync();
         }
+    }
+
+    [Test]
+    public async Task AdminReload_IsAuthenticated_SwapsGoodRules_AndReportsBadOnes()
+    {
+        var api = StateApi.Create();
+        await using var broker = await StartAsync("a", new(api.Settings()) { ["TokenBroker:Rules:Watch"] = "false" });
+        File.WriteAllText(Path.Combine(_dir, "rules.yaml"), RuleFile("b"));
+
+        var anonymous = await api.AdminAsync(broker, HttpMethod.Post, "/admin/rules/reload", authenticate: false);
+        var reloaded = await api.AdminAsync(broker, HttpMethod.Post, "/admin/rules/reload");
+        var after = await broker.ExchangeAsync(broker.GitHubToken(), "https://deploy.internal/payments");
+        File.WriteAllText(Path.Combine(_dir, "rules.yaml"), "rules: [");
+        var bad = await api.AdminAsync(broker, HttpMethod.Post, "/admin/rules/reload");
+
+        Assert.That(anonymous.Status, Is.EqualTo(HttpStatusCode.Unauthorized));
+        Assert.That(reloaded.Status, Is.EqualTo(HttpStatusCode.OK), reloaded.Raw);
+        Assert.That(reloaded.Body["version"]!.GetValue<int>(), Is.EqualTo(2));
+        Assert.That(after.Claims()["rule"]!.GetValue<string>(), Is.EqualTo("payments-b"));
+        Assert.That(bad.Status, Is.EqualTo(HttpStatusCode.UnprocessableEntity), bad.Raw);
+        Assert.That(bad.Body["errors"]!.AsArray(), Is.Not.Empty);
+        Assert.That(bad.Body["version"]!.GetValue<int>(), Is.EqualTo(2), "the last good rules stay in force");
+        Assert.That(broker.Audit.Events.Count(e => e.Type == "admin.rules.reload"), Is.EqualTo(3), "every admin call is audited, refused ones too");
     }
 }

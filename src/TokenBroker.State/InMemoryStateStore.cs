@@ -10,6 +10,8 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
 {
     private readonly ConcurrentDictionary<string, ReplayMark> _replay = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, IssuedTokenRecord> _issued = new(StringComparer.Ordinal);
+    private readonly Lock _blocksLock = new();
+    private BlockSet _blocks = BlockSet.Empty;
     private readonly TimeProvider _time;
     private readonly ITimer _sweeper;
 
@@ -21,6 +23,11 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
 
     public ValueTask<bool> TryConsumeAsync(string replayKey, DateTimeOffset replayExpiresAt, IssuedTokenRecord issued, CancellationToken cancel)
     {
+        if (!issued.Jti.StartsWith(StateKeys.ShardTag(replayKey), StringComparison.Ordinal))
+        {
+            throw new ArgumentException("the issued jti must start with the replay key's shard tag", nameof(issued));
+        }
+
         var now = _time.GetUtcNow();
         var mark = new ReplayMark(replayExpiresAt, issued.Jti);
         while (true)
@@ -71,7 +78,56 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
     public ValueTask<IssuedTokenRecord?> GetIssuedAsync(string jti, CancellationToken cancel) =>
         ValueTask.FromResult(_issued.TryGetValue(jti, out var record) && record.ExpiresAt > _time.GetUtcNow() ? record : null);
 
+    public ValueTask<bool> RevokeAsync(string jti, DateTimeOffset revokedAt, CancellationToken cancel)
+    {
+        while (_issued.TryGetValue(jti, out var record) && record.ExpiresAt > _time.GetUtcNow())
+        {
+            if (record.RevokedAt is not null || _issued.TryUpdate(jti, record with { RevokedAt = revokedAt }, record))
+            {
+                return ValueTask.FromResult(true);
+            }
+        }
+
+        return ValueTask.FromResult(false);
+    }
+
+    public ValueTask<BlockSet> GetBlocksAsync(CancellationToken cancel) => ValueTask.FromResult(Volatile.Read(ref _blocks));
+
+    public ValueTask<long> AddBlockAsync(Block block, CancellationToken cancel)
+    {
+        long version;
+        lock (_blocksLock)
+        {
+            var current = _blocks;
+            var others = current.Blocks.Where(b => !string.Equals(b.Id, block.Id, StringComparison.Ordinal));
+            version = current.Version + 1;
+            Volatile.Write(ref _blocks, new BlockSet(version, [.. others, block]));
+        }
+
+        BlocksChanged?.Invoke();
+        return ValueTask.FromResult(version);
+    }
+
+    public ValueTask<bool> RemoveBlockAsync(string id, CancellationToken cancel)
+    {
+        lock (_blocksLock)
+        {
+            var current = _blocks;
+            if (!current.Blocks.Any(b => string.Equals(b.Id, id, StringComparison.Ordinal)))
+            {
+                return ValueTask.FromResult(false);
+            }
+
+            Volatile.Write(ref _blocks, new BlockSet(current.Version + 1, [.. current.Blocks.Where(b => !string.Equals(b.Id, id, StringComparison.Ordinal))]));
+        }
+
+        BlocksChanged?.Invoke();
+        return ValueTask.FromResult(true);
+    }
+
     public ValueTask<bool> PingAsync(CancellationToken cancel) => ValueTask.FromResult(true);
+
+    public event Action? BlocksChanged;
 
     /// <summary>Entries currently held (tests).</summary>
     internal int ReplayCount => _replay.Count;

@@ -1,0 +1,406 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Polly;
+using Polly.CircuitBreaker;
+using Polly.Timeout;
+using StackExchange.Redis;
+
+namespace TokenBroker.State.Redis;
+
+/// <summary>
+/// State shared by every broker replica, in Redis (single server, Sentinel-managed group or Cluster).
+/// <para>
+/// Keys (prefix <c>tb:</c> by default) are designed for Redis Cluster: each operation touches one key, or two keys
+/// that share a hash tag and therefore a slot.
+/// </para>
+/// <list type="bullet">
+/// <item><c>tb:{tag}:r:&lt;replay hash&gt;</c>: string, the issued jti; expires with the job token plus leeway.</item>
+/// <item><c>tb:{tag}:t:&lt;jti&gt;</c>: hash, the issued-token record; expires with the token.</item>
+/// <item><c>tb:blocks</c>: hash, field <c>#v</c> the version and <c>b:&lt;id&gt;</c> one JSON block each; no expiry.</item>
+/// <item>channel <c>tb:blocks</c>: the new version after every block change.</item>
+/// </list>
+/// The tag is the first four hex characters of the replay hash, and the issued jti starts with it
+/// (<see cref="StateKeys.ShardTag"/>), so the replay mark and the record are written by one script in one slot.
+/// Every call runs through a timeout (<see cref="RedisStateOptions.OperationTimeout"/>) and a circuit breaker;
+/// any failure surfaces as <see cref="StateUnavailableException"/>.
+/// </summary>
+public sealed partial class RedisStateStore : IStateStore, IDisposable
+{
+    // One round trip: the replay mark and the issued-token record, atomically. KEYS share a hash tag.
+    private const string ConsumeScript = """
+        if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+        redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+        redis.call('PEXPIRE', KEYS[2], ARGV[3])
+        return 1
+        """;
+
+    private const string ReleaseScript = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+        redis.call('DEL', KEYS[2])
+        return 1
+        """;
+
+    private const string RecordScript = """
+        redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+        redis.call('PEXPIRE', KEYS[1], ARGV[1])
+        return 1
+        """;
+
+    private const string RevokeScript = """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        redis.call('HSETNX', KEYS[1], 'rv', ARGV[1])
+        return 1
+        """;
+
+    private const string AddBlockScript = """
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        local v = redis.call('HINCRBY', KEYS[1], '#v', 1)
+        redis.call('PUBLISH', ARGV[3], v)
+        return v
+        """;
+
+    private const string RemoveBlockScript = """
+        if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+        local v = redis.call('HINCRBY', KEYS[1], '#v', 1)
+        redis.call('PUBLISH', ARGV[2], v)
+        return v
+        """;
+
+    private const string VersionField = "#v";
+    private const string BlockFieldPrefix = "b:";
+
+    private readonly ConnectionMultiplexer _redis;
+    private readonly RedisStateOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly ResiliencePipeline _pipeline;
+    private readonly RedisKey _blocksKey;
+    private readonly RedisChannel _blocksChannel;
+
+    private RedisStateStore(ConnectionMultiplexer redis, RedisStateOptions options, TimeProvider time, ILogger logger)
+    {
+        _redis = redis;
+        _options = options;
+        _time = time;
+        _logger = logger;
+        _blocksKey = options.KeyPrefix + "blocks";
+        _blocksChannel = new RedisChannel(options.KeyPrefix + "blocks", RedisChannel.PatternMode.Literal);
+        _pipeline = BuildPipeline(options, time, logger);
+
+        _redis.ConnectionFailed += (_, e) => Log.ConnectionFailed(_logger, e.EndPoint?.ToString() ?? "?", e.FailureType.ToString());
+        _redis.ConnectionRestored += (_, e) =>
+        {
+            Log.ConnectionRestored(_logger, e.EndPoint?.ToString() ?? "?");
+
+            // Notifications may have been lost while the connection was down: make listeners re-read.
+            BlocksChanged?.Invoke();
+        };
+    }
+
+    public event Action? BlocksChanged;
+
+    /// <summary>
+    /// Connects (without failing when Redis is down: the store then fails closed until Redis answers, and reconnects
+    /// by itself) and subscribes to block notifications.
+    /// </summary>
+    public static async Task<RedisStateStore> ConnectAsync(RedisStateOptions options, TimeProvider time, ILogger logger)
+    {
+        var config = new ConfigurationOptions
+        {
+            AbortOnConnectFail = false,
+            ConnectTimeout = (int)options.ConnectTimeout.TotalMilliseconds,
+            SyncTimeout = Math.Max(1000, (int)options.OperationTimeout.TotalMilliseconds),
+            ConnectRetry = 1,
+            KeepAlive = 5,
+            ReconnectRetryPolicy = new LinearRetry(500),
+            ClientName = "tokenbroker",
+            Password = options.Password,
+            Ssl = options.Ssl,
+        };
+        foreach (var endpoint in options.Endpoints)
+        {
+            config.EndPoints.Add(ParseEndPoint(endpoint));
+        }
+
+        var redis = await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false);
+        var store = new RedisStateStore(redis, options, time, logger);
+        await store.SubscribeAsync().ConfigureAwait(false);
+        return store;
+    }
+
+    /// <summary>Parses <c>host:port</c> (an IP literal or a name); the port defaults to 6379.</summary>
+    public static EndPoint ParseEndPoint(string value)
+    {
+        if (IPEndPoint.TryParse(value, out var ip) && (value.Contains(':', StringComparison.Ordinal) || ip.Port != 0))
+        {
+            return ip.Port == 0 ? new IPEndPoint(ip.Address, 6379) : ip;
+        }
+
+        var colon = value.LastIndexOf(':');
+        if (colon > 0 && int.TryParse(value.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536)
+        {
+            return new DnsEndPoint(value[..colon], port);
+        }
+
+        if (colon < 0 && value.Length > 0)
+        {
+            return new DnsEndPoint(value, 6379);
+        }
+
+        throw new FormatException($"'{value}' is not host:port");
+    }
+
+    private async Task SubscribeAsync()
+    {
+        try
+        {
+            await _redis.GetSubscriber().SubscribeAsync(_blocksChannel, (_, _) => BlocksChanged?.Invoke()).ConfigureAwait(false);
+        }
+        catch (RedisException e)
+        {
+            // Redis is down at start-up: the client subscribes again when it connects, and the periodic re-sync covers the gap.
+            Log.SubscribeFailed(_logger, e.Message);
+        }
+    }
+
+    internal string ReplayKey(string replayKey) => $"{_options.KeyPrefix}{{{StateKeys.ShardTag(replayKey)}}}:r:{replayKey}";
+
+    internal string RecordKey(string jti) => $"{_options.KeyPrefix}{{{jti[..StateKeys.ShardTagLength]}}}:t:{jti}";
+
+    public ValueTask<bool> TryConsumeAsync(string replayKey, DateTimeOffset replayExpiresAt, IssuedTokenRecord issued, CancellationToken cancel)
+    {
+        if (!issued.Jti.StartsWith(StateKeys.ShardTag(replayKey), StringComparison.Ordinal))
+        {
+            throw new ArgumentException("the issued jti must start with the replay key's shard tag", nameof(issued));
+        }
+
+        var now = _time.GetUtcNow();
+        var replayTtl = Math.Max(1, (long)(replayExpiresAt - now).TotalMilliseconds);
+        var recordTtl = Math.Max(1, (long)(issued.ExpiresAt - now).TotalMilliseconds);
+        var args = new List<RedisValue> { issued.Jti, replayTtl, recordTtl };
+        args.AddRange(RecordFields(issued));
+        RedisKey[] keys = [ReplayKey(replayKey), RecordKey(issued.Jti)];
+        return RunAsync("consume", async db => (long)await db.ScriptEvaluateAsync(ConsumeScript, keys, [.. args]).ConfigureAwait(false) == 1, cancel);
+    }
+
+    public async ValueTask ReleaseAsync(string replayKey, string issuedJti, CancellationToken cancel)
+    {
+        RedisKey[] keys = [ReplayKey(replayKey), RecordKey(issuedJti)];
+        await RunAsync("release", async db => await db.ScriptEvaluateAsync(ReleaseScript, keys, [issuedJti]).ConfigureAwait(false), cancel).ConfigureAwait(false);
+    }
+
+    public async ValueTask RecordIssuedAsync(IssuedTokenRecord issued, CancellationToken cancel)
+    {
+        if (!StateKeys.HasShardTag(issued.Jti))
+        {
+            throw new ArgumentException("the issued jti must carry a shard tag", nameof(issued));
+        }
+
+        var recordTtl = Math.Max(1, (long)(issued.ExpiresAt - _time.GetUtcNow()).TotalMilliseconds);
+        var args = new List<RedisValue> { recordTtl };
+        args.AddRange(RecordFields(issued));
+        RedisKey[] keys = [RecordKey(issued.Jti)];
+        await RunAsync("record", async db => await db.ScriptEvaluateAsync(RecordScript, keys, [.. args]).ConfigureAwait(false), cancel).ConfigureAwait(false);
+    }
+
+    public async ValueTask<IssuedTokenRecord?> GetIssuedAsync(string jti, CancellationToken cancel)
+    {
+        if (!StateKeys.HasShardTag(jti))
+        {
+            return null; // not an id this broker issues: no Redis call for junk
+        }
+
+        var fields = await RunAsync("get", db => db.HashGetAllAsync(RecordKey(jti)), cancel).ConfigureAwait(false);
+        if (fields.Length == 0)
+        {
+            return null;
+        }
+
+        var record = ReadRecord(jti, fields);
+        return record is not null && record.ExpiresAt > _time.GetUtcNow() ? record : null;
+    }
+
+    public async ValueTask<bool> RevokeAsync(string jti, DateTimeOffset revokedAt, CancellationToken cancel)
+    {
+        if (!StateKeys.HasShardTag(jti))
+        {
+            return false;
+        }
+
+        RedisKey[] keys = [RecordKey(jti)];
+        return await RunAsync("revoke", async db => (long)await db.ScriptEvaluateAsync(RevokeScript, keys, [revokedAt.ToUnixTimeMilliseconds()]).ConfigureAwait(false) == 1, cancel).ConfigureAwait(false);
+    }
+
+    public async ValueTask<BlockSet> GetBlocksAsync(CancellationToken cancel)
+    {
+        var entries = await RunAsync("blocks", db => db.HashGetAllAsync(_blocksKey), cancel).ConfigureAwait(false);
+        long version = 0;
+        var blocks = new List<Block>();
+        foreach (var entry in entries)
+        {
+            var name = (string)entry.Name!;
+            if (name == VersionField)
+            {
+                version = (long)entry.Value;
+            }
+            else if (name.StartsWith(BlockFieldPrefix, StringComparison.Ordinal))
+            {
+                var block = JsonSerializer.Deserialize((string)entry.Value!, StateJsonContext.Default.Block);
+                if (block is not null)
+                {
+                    blocks.Add(block);
+                }
+            }
+        }
+
+        blocks.Sort((a, b) => a.CreatedAt != b.CreatedAt ? a.CreatedAt.CompareTo(b.CreatedAt) : string.CompareOrdinal(a.Id, b.Id));
+        return new BlockSet(version, blocks);
+    }
+
+    public ValueTask<long> AddBlockAsync(Block block, CancellationToken cancel)
+    {
+        RedisKey[] keys = [_blocksKey];
+        RedisValue[] args = [BlockFieldPrefix + block.Id, JsonSerializer.Serialize(block, StateJsonContext.Default.Block), (string)_blocksChannel!];
+        return RunAsync("block.add", async db => (long)await db.ScriptEvaluateAsync(AddBlockScript, keys, args).ConfigureAwait(false), cancel);
+    }
+
+    public async ValueTask<bool> RemoveBlockAsync(string id, CancellationToken cancel)
+    {
+        RedisKey[] keys = [_blocksKey];
+        RedisValue[] args = [BlockFieldPrefix + id, (string)_blocksChannel!];
+        return await RunAsync("block.remove", async db => (long)await db.ScriptEvaluateAsync(RemoveBlockScript, keys, args).ConfigureAwait(false), cancel).ConfigureAwait(false) > 0;
+    }
+
+    public async ValueTask<bool> PingAsync(CancellationToken cancel)
+    {
+        await RunAsync("ping", db => db.PingAsync(), cancel).ConfigureAwait(false);
+        return true;
+    }
+
+    public void Dispose() => _redis.Dispose();
+
+    /// <summary>Runs one operation through the timeout and circuit breaker; every failure becomes <see cref="StateUnavailableException"/>.</summary>
+    private async ValueTask<T> RunAsync<T>(string operation, Func<IDatabase, Task<T>> call, CancellationToken cancel)
+    {
+        try
+        {
+            // SE.Redis 1.2.6 takes no cancellation token: WaitAsync lets the timeout abandon the wait.
+            return await _pipeline.ExecuteAsync(static async (state, token) => await state.call(state.db).WaitAsync(token).ConfigureAwait(false), (call, db: _redis.GetDatabase()), cancel).ConfigureAwait(false);
+        }
+        catch (TimeoutRejectedException e)
+        {
+            throw new StateUnavailableException($"redis {operation}: no answer within {_options.OperationTimeout.TotalMilliseconds} ms", e);
+        }
+        catch (BrokenCircuitException e)
+        {
+            throw new StateUnavailableException($"redis {operation}: circuit open after recent failures", e);
+        }
+        catch (RedisException e)
+        {
+            throw new StateUnavailableException($"redis {operation}: {e.GetType().Name}: {e.Message}", e);
+        }
+        catch (TimeoutException e)
+        {
+            throw new StateUnavailableException($"redis {operation}: {e.Message}", e);
+        }
+    }
+
+    private static ResiliencePipeline BuildPipeline(RedisStateOptions options, TimeProvider time, ILogger logger)
+    {
+        var handled = new PredicateBuilder().Handle<RedisException>().Handle<TimeoutException>().Handle<TimeoutRejectedException>();
+        return new ResiliencePipelineBuilder { TimeProvider = time }
+            .AddCircuitBreaker(new CircuitBreakerStrategyOptions
+            {
+                ShouldHandle = handled,
+                FailureRatio = 0.5,
+                MinimumThroughput = 4,
+                SamplingDuration = TimeSpan.FromSeconds(5),
+                BreakDuration = options.BreakDuration,
+                OnOpened = _ =>
+                {
+                    Log.CircuitOpened(logger, options.BreakDuration.TotalMilliseconds);
+                    return ValueTask.CompletedTask;
+                },
+                OnClosed = _ =>
+                {
+                    Log.CircuitClosed(logger);
+                    return ValueTask.CompletedTask;
+                },
+            })
+            .AddTimeout(options.OperationTimeout)
+            .Build();
+    }
+
+    private static List<RedisValue> RecordFields(IssuedTokenRecord r)
+    {
+        var fields = new List<RedisValue>(16)
+        {
+            "e", r.ExpiresAt.ToUnixTimeSeconds(),
+            "i", r.IssuedAt.ToUnixTimeSeconds(),
+            "s", r.Subject,
+            "u", r.Rule,
+            "p", r.Provider,
+        };
+        void Optional(string name, string? value)
+        {
+            if (value is not null)
+            {
+                fields.Add(name);
+                fields.Add(value);
+            }
+        }
+
+        Optional("ri", r.RepositoryId);
+        Optional("oi", r.OwnerId);
+        Optional("rn", r.RunId);
+        return fields;
+    }
+
+    private static IssuedTokenRecord? ReadRecord(string jti, HashEntry[] fields)
+    {
+        var map = fields.ToDictionary(f => (string)f.Name!, f => f.Value, StringComparer.Ordinal);
+        if (!map.TryGetValue("e", out var e) || !map.TryGetValue("i", out var i) || !map.TryGetValue("s", out var s) ||
+            !map.TryGetValue("u", out var u) || !map.TryGetValue("p", out var p))
+        {
+            return null; // a half-written record cannot exist (scripts are atomic); treat anything else as unknown
+        }
+
+        return new IssuedTokenRecord
+        {
+            Jti = jti,
+            ExpiresAt = DateTimeOffset.FromUnixTimeSeconds((long)e),
+            IssuedAt = DateTimeOffset.FromUnixTimeSeconds((long)i),
+            Subject = s!,
+            Rule = u!,
+            Provider = p!,
+            RepositoryId = map.TryGetValue("ri", out var ri) ? (string?)ri : null,
+            OwnerId = map.TryGetValue("oi", out var oi) ? (string?)oi : null,
+            RunId = map.TryGetValue("rn", out var rn) ? (string?)rn : null,
+            RevokedAt = map.TryGetValue("rv", out var rv) ? DateTimeOffset.FromUnixTimeMilliseconds((long)rv) : null,
+        };
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Redis connection to {EndPoint} failed ({FailureType}); state operations fail closed until it returns")]
+        public static partial void ConnectionFailed(ILogger logger, string endPoint, string failureType);
+
+        [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Redis connection to {EndPoint} restored")]
+        public static partial void ConnectionRestored(ILogger logger, string endPoint);
+
+        [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Redis circuit opened for {BreakMs} ms after repeated failures")]
+        public static partial void CircuitOpened(ILogger logger, double breakMs);
+
+        [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "Redis circuit closed: state operations succeed again")]
+        public static partial void CircuitClosed(ILogger logger);
+
+        [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Subscribing to block notifications failed: {Reason}; retried on reconnect")]
+        public static partial void SubscribeFailed(ILogger logger, string reason);
+    }
+}
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(Block))]
+internal sealed partial class StateJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

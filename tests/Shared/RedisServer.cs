@@ -1,0 +1,223 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using NUnit.Framework;
+
+namespace TokenBroker.Testing;
+
+/// <summary>
+/// A real <c>redis-server</c> on a free loopback port, in a temporary directory, with no persistence. Tests can
+/// stop and restart it on the same port (to exercise fail-closed behaviour and recovery) and run commands with
+/// <c>redis-cli</c>. Under <c>CI=true</c> a missing redis-server fails the test; elsewhere it is ignored with a hint.
+/// </summary>
+internal sealed class RedisServer : IAsyncDisposable
+{
+    private readonly string _directory;
+    private readonly string[] _extraArgs;
+    private Process? _process;
+
+    private RedisServer(int port, string directory, string[] extraArgs)
+    {
+        Port = port;
+        _directory = directory;
+        _extraArgs = extraArgs;
+    }
+
+    public int Port { get; }
+
+    public string EndPoint => $"127.0.0.1:{Port}";
+
+    public static async Task<RedisServer> StartAsync(params string[] extraArgs)
+    {
+        RequireRedis();
+        var directory = Directory.CreateTempSubdirectory("tokenbroker-redis-").FullName;
+        var server = new RedisServer(FreePort(), directory, extraArgs);
+        await server.StartProcessAsync();
+        return server;
+    }
+
+    /// <summary>Fails (CI) or ignores (elsewhere) the test when redis-server or redis-cli is not installed.</summary>
+    public static void RequireRedis()
+    {
+        if (Which("redis-server") is not null && Which("redis-cli") is not null)
+        {
+            return;
+        }
+
+        const string message = "redis-server and redis-cli are required (Debian: apt-get install redis-server; scripts/test.sh installs it)";
+        if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+        {
+            Assert.Fail(message);
+        }
+
+        Assert.Ignore(message);
+    }
+
+    /// <summary>Kills the server (no shutdown save): clients see the connection drop.</summary>
+    public async Task StopAsync()
+    {
+        if (_process is { HasExited: false } p)
+        {
+            p.Kill(entireProcessTree: true);
+            await p.WaitForExitAsync();
+        }
+
+        _process?.Dispose();
+        _process = null;
+    }
+
+    /// <summary>Starts the server again on the same port (empty: nothing is persisted).</summary>
+    public Task RestartAsync() => StartProcessAsync();
+
+    /// <summary>Runs <c>redis-cli -p PORT args...</c> and returns its output.</summary>
+    public Task<string> CliAsync(params string[] args) => RunAsync("redis-cli", ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. args]);
+
+    public static async Task<string> RunAsync(string file, IEnumerable<string> args)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        using var process = Process.Start(info)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (await output) + (await error);
+    }
+
+    private async Task StartProcessAsync()
+    {
+        var info = new ProcessStartInfo(Which("redis-server")!)
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = _directory,
+        };
+        foreach (var arg in (string[])["--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory, "--daemonize", "no", .. _extraArgs])
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        _process = Process.Start(info)!;
+        _process.OutputDataReceived += (_, _) => { };
+        _process.ErrorDataReceived += (_, _) => { };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException($"redis-server exited with {_process.ExitCode} on port {Port}");
+            }
+
+            if (await PingAsync())
+            {
+                return;
+            }
+
+            await Task.Delay(20);
+        }
+
+        throw new TimeoutException($"redis-server on port {Port} did not answer PING within 10 s");
+    }
+
+    private async Task<bool> PingAsync()
+    {
+        try
+        {
+            using var client = new TcpClient();
+            await client.ConnectAsync(IPAddress.Loopback, Port);
+            var stream = client.GetStream();
+            await stream.WriteAsync("PING\r\n"u8.ToArray());
+            var buffer = new byte[64];
+            var n = await stream.ReadAsync(buffer);
+            return Encoding.ASCII.GetString(buffer, 0, n).StartsWith("+PONG", StringComparison.Ordinal);
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static string? Which(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':').Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+/// <summary>Three cluster-enabled masters on loopback, joined with <c>redis-cli --cluster create</c>.</summary>
+internal sealed class RedisCluster : IAsyncDisposable
+{
+    private RedisCluster(IReadOnlyList<RedisServer> nodes) => Nodes = nodes;
+
+    public IReadOnlyList<RedisServer> Nodes { get; }
+
+    public static async Task<RedisCluster> StartAsync()
+    {
+        RedisServer.RequireRedis();
+        var nodes = new List<RedisServer>();
+        foreach (var _ in Enumerable.Range(0, 3))
+        {
+            // Each node gets its own directory, so each writes its own nodes.conf.
+            nodes.Add(await RedisServer.StartAsync("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"));
+        }
+
+        var cluster = new RedisCluster(nodes);
+        var created = await RedisServer.RunAsync("redis-cli", ["--cluster", "create", .. nodes.Select(n => n.EndPoint), "--cluster-replicas", "0", "--cluster-yes"]);
+        if (!created.Contains("All 16384 slots covered", StringComparison.Ordinal))
+        {
+            await cluster.DisposeAsync();
+            throw new InvalidOperationException("redis-cli --cluster create failed: " + created);
+        }
+
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            var states = await Task.WhenAll(nodes.Select(n => n.CliAsync("cluster", "info")));
+            if (states.All(s => s.Contains("cluster_state:ok", StringComparison.Ordinal)))
+            {
+                return cluster;
+            }
+
+            await Task.Delay(100);
+        }
+
+        await cluster.DisposeAsync();
+        throw new TimeoutException("the cluster did not reach cluster_state:ok within 20 s");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in Nodes)
+        {
+            await node.DisposeAsync();
+        }
+    }
+}

@@ -1,0 +1,132 @@
+using TokenBroker.Cli;
+using TokenBroker.Hosting;
+using TokenBroker.Security;
+
+namespace TokenBroker.Tests.Configuration;
+
+[TestFixture]
+public sealed class StateConfigurationTests
+{
+    private static BrokerBuildResult Build(Dictionary<string, string?> settings) =>
+        BrokerApp.Build(new BrokerAppOptions { Overrides = settings, MinimumLogLevel = LogLevel.Warning });
+
+    [Test]
+    public void TheRedisStore_WithBadSettings_ReportsEveryProblemAtOnce()
+    {
+        var built = Build(new()
+        {
+            ["TokenBroker:State:Store"] = "redis",
+            ["TokenBroker:State:Redis:KeyPrefix"] = "bad prefix{}",
+            ["TokenBroker:State:Redis:OperationTimeout"] = "00:01:00",
+            ["TokenBroker:State:Redis:BreakDuration"] = "00:00:00",
+            ["TokenBroker:State:BlockSyncInterval"] = "00:00:05",
+            ["TokenBroker:State:MaxBlockStaleness"] = "00:00:06",
+        });
+
+        Assert.That(built.App, Is.Null);
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:Endpoints"));
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:KeyPrefix"));
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:OperationTimeout"));
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:BreakDuration"));
+        Assert.That(built.Errors, Has.Some.Contains("State:MaxBlockStaleness"));
+    }
+
+    [Test]
+    public void AnUnknownStoreOrRedisKey_IsAnError()
+    {
+        var built = Build(new()
+        {
+            ["TokenBroker:State:Store"] = "etcd",
+            ["TokenBroker:State:Redis:Endpoint"] = "127.0.0.1:6379",
+        });
+
+        Assert.That(built.Errors, Has.Some.Contains("State:Store 'etcd' is not supported"));
+        Assert.That(built.Errors, Has.Some.Contains("unknown setting 'Endpoint'"));
+    }
+
+    [Test]
+    public void TheRedisStore_WithAnEndpoint_BuildsWithoutTheInMemoryWarning()
+    {
+        var built = Build(new()
+        {
+            ["TokenBroker:State:Store"] = "redis",
+            ["TokenBroker:State:Redis:Endpoints:0"] = "127.0.0.1:1",
+        });
+
+        Assert.That(built.Errors, Is.Empty);
+        Assert.That(built.Warnings, Has.None.Contains("State is kept in memory"));
+        Assert.That(built.Settings!.State.Redis.OperationTimeout, Is.EqualTo(TimeSpan.FromMilliseconds(250)));
+    }
+
+    [Test]
+    public void CredentialLines_ThatAreMalformedDuplicatedOrSecrets_AreErrors()
+    {
+        var (secret, line) = CredentialHash.Create("ops");
+        var built = Build(new()
+        {
+            ["TokenBroker:Admin:Credentials:0"] = line,
+            ["TokenBroker:Admin:Credentials:1"] = line,
+            ["TokenBroker:Admin:Credentials:2"] = secret,
+            ["TokenBroker:Introspection:Credentials:0"] = "api:sha256:00:00",
+            ["TokenBroker:Introspection:CredentialsFile"] = "/nonexistent/credentials",
+        });
+
+        Assert.That(built.App, Is.Null);
+        Assert.That(built.Errors, Has.Some.Contains("Admin:Credentials:1: credential name 'ops' is used twice"));
+        Assert.That(built.Errors, Has.Some.Contains("Admin:Credentials:2: looks like a secret"));
+        Assert.That(built.Errors, Has.Some.Contains("Introspection:Credentials:0"));
+        Assert.That(built.Errors, Has.Some.Contains("Introspection:CredentialsFile '/nonexistent/credentials' cannot be read"));
+        Assert.That(string.Join('\n', built.Errors), Does.Not.Contain(secret[4..]), "a misplaced secret is not echoed");
+    }
+
+    [Test]
+    public async Task ACredentialsFile_IsRead_SkippingCommentsAndBlankLines()
+    {
+        var (_, line) = CredentialHash.Create("from-file");
+        var file = Path.GetTempFileName();
+        await File.WriteAllTextAsync(file, $"# admin credentials\n\n{line}\n");
+        try
+        {
+            var built = Build(new() { ["TokenBroker:Admin:CredentialsFile"] = file });
+
+            Assert.That(built.Errors, Is.Empty);
+            Assert.That(built.Settings!.AdminCredentials.Select(c => c.Name), Is.EqualTo(new[] { "from-file" }));
+            await built.App!.DisposeAsync();
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Test]
+    public void CredentialsCreate_PrintsASecretOnce_AndAHashLineThatAcceptsOnlyThatSecret()
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+
+        var code = CredentialsCommand.Create("ci-admin", output, error);
+
+        Assert.That(code, Is.EqualTo(BrokerCli.Ok));
+        var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var secret = lines[0][(lines[0].LastIndexOf(' ') + 1)..].Trim();
+        var hashLine = lines[1][(lines[1].LastIndexOf(' ') + 1)..].Trim();
+        var credential = CredentialHash.Parse(hashLine, out var parseError);
+        Assert.That(parseError, Is.Null);
+        Assert.That(credential!.Name, Is.EqualTo("ci-admin"));
+        Assert.That(secret, Does.StartWith("tbs_").And.Length.EqualTo(47));
+        Assert.That(hashLine, Does.Not.Contain(secret[4..]));
+        Assert.That(credential.Matches(secret), Is.True);
+        Assert.That(credential.Matches(secret[..^1] + (secret[^1] == 'A' ? 'B' : 'A')), Is.False);
+    }
+
+    [Test]
+    public void CredentialsCreate_WithABadName_IsAUsageError()
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+
+        Assert.That(CredentialsCommand.Create("no spaces", output, error), Is.EqualTo(BrokerCli.Usage));
+        Assert.That(output.ToString(), Is.Empty);
+    }
+}
