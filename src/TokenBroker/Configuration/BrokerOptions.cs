@@ -113,16 +113,37 @@ public sealed class SigningOptions
 {
     /// <summary>Keys; the first is the active signer, every key is published. Default: one generated ES256 development key.</summary>
     public List<SigningKeyOptions> Keys { get; set; } = [];
+
+    /// <summary>
+    /// Least time between two attempts to reopen a PKCS#11 key after it failed to sign (between 100 milliseconds
+    /// and 5 minutes). Until it reopens, exchanges answer 503 TB1303 and <c>/readyz</c> fails. Default: 5 seconds.
+    /// </summary>
+    public TimeSpan ReopenInterval { get; set; } = TimeSpan.FromSeconds(5);
 }
 
 /// <summary>One signing key.</summary>
 public sealed class SigningKeyOptions
 {
-    /// <summary><c>file</c> (a PEM private key) or <c>generated</c> (a new key in memory at every start; development only). Default: file.</summary>
+    /// <summary>
+    /// <c>file</c> (a PEM private key), <c>pkcs11</c> (a key in an HSM, through OpenSSL's pkcs11 engine; Linux only)
+    /// or <c>generated</c> (a new key in memory at every start; development only). Default: file.
+    /// </summary>
     public string Source { get; set; } = "file";
 
     /// <summary>The PEM file, for <c>file</c> keys: EC P-256/P-384 or RSA of at least 2048 bits.</summary>
     public string? Path { get; set; }
+
+    /// <summary>
+    /// For <c>pkcs11</c> keys: the RFC 7512 URI of the private key, e.g. <c>pkcs11:token=tb;object=signing-2026</c>
+    /// (<c>type=private</c> is added when absent). Must not hold <c>pin-value</c> or <c>pin-source</c>. Required for pkcs11.
+    /// </summary>
+    public string? Uri { get; set; }
+
+    /// <summary>For <c>pkcs11</c> keys: a file holding the user PIN (one trailing newline is ignored). Exactly one of PinFile and PinEnvironmentVariable.</summary>
+    public string? PinFile { get; set; }
+
+    /// <summary>For <c>pkcs11</c> keys: the name of an environment variable holding the user PIN. Exactly one of PinFile and PinEnvironmentVariable.</summary>
+    public string? PinEnvironmentVariable { get; set; }
 
     /// <summary>ES256 (default), ES384, RS256 or PS256. Must fit the key.</summary>
     public string Algorithm { get; set; } = "ES256";

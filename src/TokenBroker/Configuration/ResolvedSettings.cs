@@ -33,6 +33,7 @@ public sealed record ResolvedSettings
     public bool RulesWatch { get; init; } = true;
     public TimeSpan RulesReloadDebounce { get; init; } = TimeSpan.FromMilliseconds(500);
     public required IReadOnlyList<SigningKeyOptions> SigningKeys { get; init; }
+    public TimeSpan SigningReopenInterval { get; init; } = TimeSpan.FromSeconds(5);
     public required string StateStore { get; init; }
     public required LimitsOptions Limits { get; init; }
     public required ExchangeOptions Exchange { get; init; }

@@ -57,7 +57,7 @@ public static partial class SettingsResolver
     private static void FindUnknownKeys(IConfigurationSection section, Type type, string path, List<string> errors)
     {
         var underlying = Nullable.GetUnderlyingType(type) ?? type;
-        if (underlying == typeof(string) || underlying.IsPrimitive || underlying.IsEnum || underlying == typeof(TimeSpan))
+        if (underlying == typeof(string) || underlying.IsPrimitive || underlying.IsEnum || underlying == typeof(TimeSpan) || underlying == typeof(DateTimeOffset))
         {
             foreach (var child in section.GetChildren())
             {
@@ -191,11 +191,14 @@ public static partial class SettingsResolver
                     }
 
                     break;
+                case "pkcs11":
+                    CheckPkcs11Key(i, key, errors);
+                    break;
                 case "generated":
                     warnings.Add($"Signing key {i} is generated in memory at start-up: tokens cannot be verified after a restart and replicas disagree. Development only.");
                     break;
                 default:
-                    errors.Add($"Signing:Keys:{i}:Source '{key.Source}' must be 'file' or 'generated'");
+                    errors.Add($"Signing:Keys:{i}:Source '{key.Source}' must be 'file', 'pkcs11' or 'generated'");
                     break;
             }
 
@@ -203,6 +206,11 @@ public static partial class SettingsResolver
             {
                 errors.Add($"Signing:Keys:{i}:KeyId must be 1 to 64 characters of [A-Za-z0-9._-]");
             }
+        }
+
+        if (options.Signing.ReopenInterval < TimeSpan.FromMilliseconds(100) || options.Signing.ReopenInterval > TimeSpan.FromMinutes(5))
+        {
+            errors.Add("Signing:ReopenInterval must be between 100 milliseconds and 5 minutes");
         }
 
         if (options.State.Store != "memory")
@@ -249,11 +257,53 @@ public static partial class SettingsResolver
             RulesWatch = options.Rules.Watch,
             RulesReloadDebounce = options.Rules.ReloadDebounce,
             SigningKeys = keys,
+            SigningReopenInterval = options.Signing.ReopenInterval,
             StateStore = options.State.Store,
             Limits = options.Limits,
             Exchange = options.Exchange,
             Warnings = warnings,
         };
+    }
+
+    private static void CheckPkcs11Key(int i, SigningKeyOptions key, List<string> errors)
+    {
+        var prefix = $"Signing:Keys:{i}";
+        if (!OperatingSystem.IsLinux())
+        {
+            errors.Add($"{prefix}:Source 'pkcs11' is supported on Linux only (OpenSSL's pkcs11 engine)");
+        }
+
+        if (key.Path is not null)
+        {
+            errors.Add($"{prefix}:Path is for file keys; a pkcs11 key is addressed by Uri");
+        }
+
+        if (string.IsNullOrWhiteSpace(key.Uri))
+        {
+            errors.Add($"{prefix}:Uri is required for a pkcs11 key (an RFC 7512 URI such as pkcs11:token=prod;object=signing-2026)");
+        }
+        else
+        {
+            foreach (var problem in Pkcs11UriCheck.Problems(key.Uri))
+            {
+                errors.Add($"{prefix}:Uri {problem}");
+            }
+        }
+
+        var hasFile = !string.IsNullOrEmpty(key.PinFile);
+        var hasEnv = !string.IsNullOrEmpty(key.PinEnvironmentVariable);
+        if (hasFile == hasEnv)
+        {
+            errors.Add($"{prefix}: set exactly one of PinFile and PinEnvironmentVariable (the PIN never goes into configuration)");
+        }
+        else if (hasFile && !File.Exists(key.PinFile))
+        {
+            errors.Add($"{prefix}:PinFile '{key.PinFile}' does not exist");
+        }
+        else if (hasEnv && string.IsNullOrEmpty(Environment.GetEnvironmentVariable(key.PinEnvironmentVariable!)))
+        {
+            errors.Add($"{prefix}:PinEnvironmentVariable: the environment variable '{key.PinEnvironmentVariable}' is not set or empty");
+        }
     }
 
     private static void CheckRange(List<string> errors, string name, int value, int min, int max)

@@ -104,7 +104,7 @@ internal static class BrokerApp
         SigningKeyRing keys;
         try
         {
-            keys = SigningKeyRing.FromSettings(settings);
+            keys = SigningKeyRing.FromSettings(settings, options.Time ?? TimeProvider.System);
         }
         catch (Exception e) when (e is InvalidOperationException or CryptographicException or ArgumentException)
         {
@@ -163,6 +163,7 @@ internal static class BrokerApp
         }
 
         var app = builder.Build();
+        keys.UseLogging(app.Services.GetRequiredService<ILoggerFactory>());
         if (settings.PathBase.Length > 0)
         {
             app.UsePathBase(settings.PathBase);

@@ -38,19 +38,67 @@ public sealed class SigningKeyRing
 
     /// <summary>Builds the ring from configuration.</summary>
     /// <exception cref="InvalidOperationException">A key cannot be loaded; the message names it.</exception>
-    public static SigningKeyRing FromSettings(ResolvedSettings settings)
+    public static SigningKeyRing FromSettings(ResolvedSettings settings, TimeProvider time)
     {
         var signers = new List<ITokenSigner>();
-        foreach (var key in settings.SigningKeys)
+        try
         {
-            signers.Add(key.Source switch
+            for (var i = 0; i < settings.SigningKeys.Count; i++)
             {
-                "generated" => LocalKeySigner.Generate(key.Algorithm, key.KeyId),
-                _ => LocalKeySigner.FromPemFile(key.Path!, key.Algorithm, key.KeyId),
-            });
-        }
+                signers.Add(Open($"Signing:Keys:{i}", settings.SigningKeys[i], settings.SigningReopenInterval, time));
+            }
 
-        return new SigningKeyRing(signers);
+            return new SigningKeyRing(signers);
+        }
+        catch
+        {
+            foreach (var signer in signers)
+            {
+                (signer as IDisposable)?.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Opens one configured key.</summary>
+    /// <exception cref="InvalidOperationException">The key cannot be loaded; the message names it (and never a PIN).</exception>
+    public static ITokenSigner Open(string name, SigningKeyOptions key, TimeSpan reopenInterval, TimeProvider time)
+    {
+        switch (key.Source)
+        {
+            case "generated":
+                return LocalKeySigner.Generate(key.Algorithm, key.KeyId);
+            case "pkcs11":
+                if (!OperatingSystem.IsLinux())
+                {
+                    throw new InvalidOperationException($"{name}: pkcs11 keys are supported on Linux only");
+                }
+
+                var pin = key.PinFile is { Length: > 0 } file ? Pkcs11Signer.PinFromFile(file) : Pkcs11Signer.PinFromEnvironment(key.PinEnvironmentVariable!);
+                return Pkcs11Signer.Open(name, Pkcs11UriCheck.ForPrivateKey(key.Uri!), pin, key.Algorithm, key.KeyId, time, reopenInterval);
+            default:
+                try
+                {
+                    return LocalKeySigner.FromPemFile(key.Path!, key.Algorithm, key.KeyId);
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new InvalidOperationException($"{name}: {e.Message}", e);
+                }
+        }
+    }
+
+    /// <summary>Gives HSM signers the host's logging, for faults and reopens at run time.</summary>
+    public void UseLogging(ILoggerFactory loggers)
+    {
+        foreach (var key in Keys)
+        {
+            if (OperatingSystem.IsLinux() && key is Pkcs11Signer hsm)
+            {
+                hsm.UseLogger(loggers.CreateLogger<Pkcs11Signer>());
+            }
+        }
     }
 
     private static byte[] RenderJwks(IReadOnlyList<ITokenSigner> keys)
