@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using TokenBroker.Rules.Loading;
 using TokenBroker.Rules.Providers;
+using TokenBroker.Signing;
 
 namespace TokenBroker.Configuration;
 
@@ -110,8 +111,9 @@ public static partial class SettingsResolver
     }
 
     /// <summary>Resolves defaults and validates; returns null with <paramref name="errors"/> filled when anything is wrong.</summary>
-    public static ResolvedSettings? Resolve(IConfiguration configuration, List<string> errors)
+    public static ResolvedSettings? Resolve(IConfiguration configuration, List<string> errors, TimeProvider? time = null)
     {
+        var now = (time ?? TimeProvider.System).GetUtcNow();
         var options = Bind(configuration, errors);
         var warnings = new List<string>();
 
@@ -208,6 +210,50 @@ public static partial class SettingsResolver
             }
         }
 
+        var signing = options.Signing;
+        if (signing.AnnouncementLeadTime < TimeSpan.FromMinutes(2) || signing.AnnouncementLeadTime > TimeSpan.FromDays(30))
+        {
+            errors.Add("Signing:AnnouncementLeadTime must be between 2 minutes and 30 days");
+        }
+
+        var jwksMaxAge = TimeSpan.FromSeconds(Math.Floor(Math.Min(signing.AnnouncementLeadTime.TotalSeconds / 2, TimeSpan.FromDays(1).TotalSeconds)));
+        var retention = options.Rules.MaxTtl + jwksMaxAge + options.Exchange.ClockSkew;
+        var timelines = KeySchedule.Compute(keys, signing.AnnouncementLeadTime, retention, errors);
+        var defaultAlgorithm = signing.DefaultAlgorithm ?? keys[0].Algorithm;
+        if (Array.IndexOf(SigningAlgorithms, defaultAlgorithm) < 0)
+        {
+            errors.Add($"Signing:DefaultAlgorithm '{defaultAlgorithm}' is not one of {string.Join(", ", SigningAlgorithms)}");
+        }
+
+        var audienceAlgorithms = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < signing.AudienceAlgorithms.Count; i++)
+        {
+            var entry = signing.AudienceAlgorithms[i];
+            if (string.IsNullOrEmpty(entry.Audience))
+            {
+                errors.Add($"Signing:AudienceAlgorithms:{i}:Audience is required");
+            }
+            else if (audienceAlgorithms.ContainsKey(entry.Audience))
+            {
+                errors.Add($"Signing:AudienceAlgorithms:{i}:Audience '{entry.Audience}' is listed twice");
+            }
+
+            if (entry.Algorithm is null || Array.IndexOf(SigningAlgorithms, entry.Algorithm) < 0)
+            {
+                errors.Add($"Signing:AudienceAlgorithms:{i}:Algorithm '{entry.Algorithm}' is not one of {string.Join(", ", SigningAlgorithms)}");
+            }
+
+            if (!string.IsNullOrEmpty(entry.Audience) && entry.Algorithm is not null)
+            {
+                audienceAlgorithms.TryAdd(entry.Audience, entry.Algorithm);
+            }
+        }
+
+        if (timelines.All(t => t is not null))
+        {
+            KeySchedule.CheckCoverage(timelines, audienceAlgorithms.Values.Prepend(defaultAlgorithm), now, errors);
+        }
+
         if (options.Signing.ReopenInterval < TimeSpan.FromMilliseconds(100) || options.Signing.ReopenInterval > TimeSpan.FromMinutes(5))
         {
             errors.Add("Signing:ReopenInterval must be between 100 milliseconds and 5 minutes");
@@ -258,6 +304,10 @@ public static partial class SettingsResolver
             RulesReloadDebounce = options.Rules.ReloadDebounce,
             SigningKeys = keys,
             SigningReopenInterval = options.Signing.ReopenInterval,
+            KeyTimelines = timelines,
+            DefaultAlgorithm = defaultAlgorithm,
+            AudienceAlgorithms = audienceAlgorithms,
+            JwksMaxAge = jwksMaxAge,
             StateStore = options.State.Store,
             Limits = options.Limits,
             Exchange = options.Exchange,

@@ -95,7 +95,7 @@ internal static class BrokerApp
         builder.WebHost.UseUrls(builder.Configuration["urls"]!);
 
         var errors = new List<string>();
-        var settings = SettingsResolver.Resolve(builder.Configuration, errors);
+        var settings = SettingsResolver.Resolve(builder.Configuration, errors, options.Time);
         if (settings is null)
         {
             return new BrokerBuildResult(null, null, errors, []);

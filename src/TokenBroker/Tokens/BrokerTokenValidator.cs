@@ -37,7 +37,7 @@ internal sealed class BrokerTokenValidator(ResolvedSettings settings, SigningKey
         }
 
         using var jwt = read.Token;
-        var signer = keys.Keys.FirstOrDefault(k => string.Equals(k.KeyId, jwt.KeyId, StringComparison.Ordinal));
+        var signer = keys.Published.FirstOrDefault(k => string.Equals(k.KeyId, jwt.KeyId, StringComparison.Ordinal));
         if (signer is null || signer.Algorithm != jwt.Algorithm || !Verify(signer, jwt))
         {
             return BrokerTokenValidation.Fail(BrokerErrors.OwnTokenNotExchangeable, "not signed by a key of this broker");
