@@ -11,7 +11,9 @@ internal static class BrokerCli
     public const int Failed = 1;
     public const int Usage = 2;
 
-    public static async Task<int> RunAsync(string[] args)
+    public static Task<int> RunAsync(string[] args) => RunAsync(args, Console.Out, Console.Error, TimeProvider.System);
+
+    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, TimeProvider time)
     {
         var configOption = new Option<string?>("--config") { Description = "A JSON configuration file (environment variables TokenBroker__... and arguments override it)." };
         var urlsOption = new Option<string?>("--urls") { Description = "Listen URLs, e.g. http://127.0.0.1:8080 (default)." };
@@ -45,6 +47,7 @@ internal static class BrokerCli
         {
             serve,
             demo,
+            KeysCommand.Create(output, error, time),
         };
         root.Options.Add(configOption);
         root.Options.Add(urlsOption);
@@ -54,16 +57,16 @@ internal static class BrokerCli
         var result = root.Parse(args);
         if (result.Errors.Count > 0)
         {
-            foreach (var error in result.Errors)
+            foreach (var problem in result.Errors)
             {
-                await Console.Error.WriteLineAsync($"tokenbroker: {error.Message}").ConfigureAwait(false);
+                await error.WriteLineAsync($"tokenbroker: {problem.Message}").ConfigureAwait(false);
             }
 
-            await Console.Error.WriteLineAsync("Try 'tokenbroker --help'.").ConfigureAwait(false);
+            await error.WriteLineAsync("Try 'tokenbroker --help'.").ConfigureAwait(false);
             return Usage;
         }
 
-        return await result.InvokeAsync().ConfigureAwait(false);
+        return await result.InvokeAsync(new InvocationConfiguration { Output = output, Error = error }).ConfigureAwait(false);
     }
 
     /// <summary>

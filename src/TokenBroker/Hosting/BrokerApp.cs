@@ -46,45 +46,9 @@ internal static class BrokerApp
             ContentRootPath = AppContext.BaseDirectory,
         });
 
-        if (options.ConfigFile is not null)
+        if (AddConfigurationSources(builder.Configuration, options) is { } configError)
         {
-            if (!File.Exists(options.ConfigFile))
-            {
-                return new BrokerBuildResult(null, null, [$"--config: '{options.ConfigFile}' does not exist"], []);
-            }
-
-            // File first, then environment and arguments again so that they keep precedence over the file.
-            var full = Path.GetFullPath(options.ConfigFile);
-            if (full.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
-            {
-                try
-                {
-                    builder.Configuration.AddInMemoryCollection(YamlConfigurationFile.Read(full));
-                }
-                catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
-                {
-                    return new BrokerBuildResult(null, null, [$"--config: {e.Message}"], []);
-                }
-            }
-            else
-            {
-                try
-                {
-                    builder.Configuration.AddJsonFile(full, optional: false, reloadOnChange: false);
-                }
-                catch (InvalidDataException e)
-                {
-                    return new BrokerBuildResult(null, null, [$"--config: '{full}' is not valid JSON: {e.InnerException?.Message ?? e.Message}"], []);
-                }
-            }
-
-            builder.Configuration.AddEnvironmentVariables();
-            builder.Configuration.AddCommandLine(options.Args);
-        }
-
-        if (options.Overrides is not null)
-        {
-            builder.Configuration.AddInMemoryCollection(options.Overrides);
+            return new BrokerBuildResult(null, null, [configError], []);
         }
 
         if (string.IsNullOrEmpty(builder.Configuration["urls"]))
@@ -180,6 +144,76 @@ internal static class BrokerApp
         app.MapDiscoveryEndpoints();
         app.MapHealthEndpoints();
         return new BrokerBuildResult(app, settings, [], warnings);
+    }
+
+    /// <summary>
+    /// Resolves the configuration as <c>serve</c> would (file, then environment and arguments, then overrides), without
+    /// building a host: for the <c>keys</c> commands.
+    /// </summary>
+    public static ResolvedSettings? ResolveSettings(BrokerAppOptions options, List<string> errors)
+    {
+        var configuration = new ConfigurationManager();
+        configuration.AddEnvironmentVariables();
+        configuration.AddCommandLine(options.Args);
+        if (AddConfigurationSources(configuration, options) is { } configError)
+        {
+            errors.Add(configError);
+            return null;
+        }
+
+        if (string.IsNullOrEmpty(configuration["urls"]))
+        {
+            configuration["urls"] = SettingsResolver.DefaultUrl;
+        }
+
+        return SettingsResolver.Resolve(configuration, errors, options.Time);
+    }
+
+    /// <summary>Adds the configuration file and overrides; an error message when the file is missing or malformed.</summary>
+    private static string? AddConfigurationSources(IConfigurationBuilder configuration, BrokerAppOptions options)
+    {
+        if (options.ConfigFile is not null)
+        {
+            if (!File.Exists(options.ConfigFile))
+            {
+                return $"--config: '{options.ConfigFile}' does not exist";
+            }
+
+            // File first, then environment and arguments again so that they keep precedence over the file.
+            var full = Path.GetFullPath(options.ConfigFile);
+            if (full.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
+            {
+                try
+                {
+                    configuration.AddInMemoryCollection(YamlConfigurationFile.Read(full));
+                }
+                catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+                {
+                    return $"--config: {e.Message}";
+                }
+            }
+            else
+            {
+                try
+                {
+                    configuration.AddJsonFile(full, optional: false, reloadOnChange: false);
+                }
+                catch (InvalidDataException e)
+                {
+                    return $"--config: '{full}' is not valid JSON: {e.InnerException?.Message ?? e.Message}";
+                }
+            }
+
+            configuration.AddEnvironmentVariables();
+            configuration.AddCommandLine(options.Args);
+        }
+
+        if (options.Overrides is not null)
+        {
+            configuration.AddInMemoryCollection(options.Overrides);
+        }
+
+        return null;
     }
 
     /// <summary>The addresses Kestrel listens on, once started.</summary>
