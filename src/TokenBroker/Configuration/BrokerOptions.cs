@@ -136,7 +136,8 @@ public sealed class SigningOptions
 
     /// <summary>
     /// Least time between two attempts to reopen a PKCS#11 key after it failed to sign (between 100 milliseconds
-    /// and 5 minutes). Until it reopens, exchanges answer 503 TB1303 and <c>/readyz</c> fails. Default: 5 seconds.
+    /// and 5 minutes); the first attempt after a failure is immediate. Until it reopens, exchanges answer 503
+    /// TB1303 and <c>/readyz</c> fails. Default: 5 seconds.
     /// </summary>
     public TimeSpan ReopenInterval { get; set; } = TimeSpan.FromSeconds(5);
 }

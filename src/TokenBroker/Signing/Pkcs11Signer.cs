@@ -29,7 +29,7 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
     private readonly string _thumbprint;
     private readonly Lock _reopenLock = new();
     private AsymmetricAlgorithm? _key;
-    private long _lastReopenAttempt;
+    private long? _lastReopenAttempt;
     private bool _disposed;
 
     private Pkcs11Signer(string name, string uri, Func<string> readPin, string algorithm, string? keyId, TimeProvider time, TimeSpan reopenInterval, ILogger logger, AsymmetricAlgorithm key)
@@ -48,7 +48,6 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
         PublicKey.Kid = KeyId;
         PublicKey.Alg = algorithm;
         PublicKey.Use = JsonWebKeyUseNames.Sig;
-        _lastReopenAttempt = time.GetTimestamp();
     }
 
     public string KeyId { get; }
@@ -167,7 +166,9 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
                 return _key;
             }
 
-            if (_time.GetElapsedTime(_lastReopenAttempt) < _reopenInterval)
+            // The first attempt after a failure is immediate; later ones wait for the interval, so a dead HSM is
+            // not hammered with logins (each failed login may count against the PIN's retry limit).
+            if (_lastReopenAttempt is { } last && _time.GetElapsedTime(last) < _reopenInterval)
             {
                 return null;
             }

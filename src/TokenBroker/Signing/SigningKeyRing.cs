@@ -96,9 +96,6 @@ public sealed class SigningKeyRing : IDisposable
         return chosen ?? DefaultAlgorithm;
     }
 
-    /// <summary>Each key's state now.</summary>
-    public KeyState StateOf(ITokenSigner signer) => _entries.First(e => ReferenceEquals(e.Signer, signer)).Timeline.StateAt(_time.GetUtcNow());
-
     private KeySet Current
     {
         get
