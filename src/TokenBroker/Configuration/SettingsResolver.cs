@@ -194,7 +194,7 @@ public static partial class SettingsResolver
 
                     break;
                 case "pkcs11":
-                    CheckPkcs11Key(i, key, errors);
+                    CheckPkcs11Key(i, key, errors, warnings);
                     break;
                 case "generated":
                     warnings.Add($"Signing key {i} is generated in memory at start-up: tokens cannot be verified after a restart and replicas disagree. Development only.");
@@ -315,7 +315,7 @@ public static partial class SettingsResolver
         };
     }
 
-    private static void CheckPkcs11Key(int i, SigningKeyOptions key, List<string> errors)
+    private static void CheckPkcs11Key(int i, SigningKeyOptions key, List<string> errors, List<string> warnings)
     {
         var prefix = $"Signing:Keys:{i}";
         if (!OperatingSystem.IsLinux())
@@ -349,6 +349,11 @@ public static partial class SettingsResolver
         else if (hasFile && !File.Exists(key.PinFile))
         {
             errors.Add($"{prefix}:PinFile '{key.PinFile}' does not exist");
+        }
+        else if (hasFile && !OperatingSystem.IsWindows()
+            && (File.GetUnixFileMode(key.PinFile!) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+        {
+            warnings.Add($"{prefix}:PinFile '{key.PinFile}' is readable or writable by group or others; make it 0400 or 0600 for the broker's user only");
         }
         else if (hasEnv && string.IsNullOrEmpty(Environment.GetEnvironmentVariable(key.PinEnvironmentVariable!)))
         {

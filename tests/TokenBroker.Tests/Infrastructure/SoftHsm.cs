@@ -24,6 +24,10 @@ internal sealed partial class SoftHsm
         Dir = dir;
         PinFile = Path.Combine(dir, "pin");
         File.WriteAllText(PinFile, Pin + "\n");
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(PinFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
     }
 
     public string Dir { get; }

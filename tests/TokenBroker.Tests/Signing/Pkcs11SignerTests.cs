@@ -197,6 +197,26 @@ public sealed class Pkcs11SignerTests
         Assert.That(string.Join('\n', errors), Does.Not.Contain("1234"));
     }
 
+    [Test]
+    public void PinFileReadableByOthers_GivesAStartUpWarning()
+    {
+        var loose = Path.Combine(_hsm.Dir, "loose-pin");
+        File.WriteAllText(loose, SoftHsm.Pin);
+        File.SetUnixFileMode(loose, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["TokenBroker:Signing:Keys:0:Source"] = "pkcs11",
+            ["TokenBroker:Signing:Keys:0:Uri"] = SoftHsm.UriFor("ES256"),
+            ["TokenBroker:Signing:Keys:0:PinFile"] = loose,
+        }).Build();
+
+        var settings = TokenBroker.Configuration.SettingsResolver.Resolve(config, []);
+
+        Assert.That(settings!.Warnings, Has.Some.Contains("Signing:Keys:0:PinFile").And.Contains("group or others"));
+        File.SetUnixFileMode(loose, UnixFileMode.UserRead);
+        Assert.That(TokenBroker.Configuration.SettingsResolver.Resolve(config, [])!.Warnings, Has.None.Contains("group or others"));
+    }
+
     [TestCase("pkcs11:token=tb;object=k;pin-value=1234", "pkcs11:token=tb;object=k")]
     [TestCase("pkcs11:token=tb;object=k?pin-source=file:/run/pin&module-path=/x.so", "pkcs11:token=tb;object=k?module-path=/x.so")]
     [TestCase("pkcs11:pin-value=1234;token=tb", "pkcs11:token=tb")]

@@ -142,6 +142,19 @@ public sealed class Pkcs11SignerContractTests : SignerContract
         }
     }
 
-    protected override ITokenSigner Create(string algorithm, string? keyId = null) =>
-        Pkcs11Signer.Open("contract", SoftHsm.UriFor(algorithm) + ";type=private", Pkcs11Signer.PinFromFile(SoftHsm.Shared.PinFile), algorithm, keyId, TimeProvider.System, TimeSpan.FromSeconds(1));
+    private readonly List<Pkcs11Signer> _opened = [];
+
+    [OneTimeTearDown]
+    public void CloseKeys() => _opened.ForEach(s => s.Dispose());
+
+    protected override ITokenSigner Create(string algorithm, string? keyId = null)
+    {
+        var signer = Pkcs11Signer.Open("contract", SoftHsm.UriFor(algorithm) + ";type=private", Pkcs11Signer.PinFromFile(SoftHsm.Shared.PinFile), algorithm, keyId, TimeProvider.System, TimeSpan.FromSeconds(1));
+        lock (_opened)
+        {
+            _opened.Add(signer);
+        }
+
+        return signer;
+    }
 }
