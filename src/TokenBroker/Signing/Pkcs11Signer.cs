@@ -28,7 +28,7 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
     private ILogger _logger;
     private readonly string _thumbprint;
     private readonly Lock _reopenLock = new();
-    private AsymmetricAlgorithm? _key;
+    private volatile AsymmetricAlgorithm? _key;
     private long? _lastReopenAttempt;
     private bool _disposed;
 
@@ -105,6 +105,10 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
                 {
                     Log.SignFailed(_logger, _name, _uri, e.Message);
                     Invalidate(key);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Invalidated by a concurrent failure: unavailable for this request, never a 500.
                 }
             }
         }
