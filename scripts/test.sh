@@ -12,8 +12,9 @@ results="$root/.artifacts/test-results"
 rm -rf "$results"
 mkdir -p "$results"
 
-# Debian packages the suite needs. Installed only when missing, with one apt-get update.
-packages=(nodejs npm jq redis-server)
+# Debian packages the suite needs: Node.js and jq (interop and sample tests), redis-server (state tests), SoftHSM2 +
+# OpenSSL's pkcs11 engine + pkcs11-tool (HSM signer tests). Installed only when missing, with one apt-get update.
+packages=(nodejs npm jq redis-server softhsm2 libengine-pkcs11-openssl opensc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || command -v "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -48,6 +48,7 @@ internal static class BrokerCli
             demo,
             RulesCommand(output ?? Console.Out, error ?? Console.Error, time ?? TimeProvider.System),
             CredentialsCommand.Build(),
+            KeysCommand.Create(output ?? Console.Out, stderr, time ?? TimeProvider.System),
         };
         root.Options.Add(configOption);
         root.Options.Add(urlsOption);

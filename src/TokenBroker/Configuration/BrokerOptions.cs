@@ -131,24 +131,91 @@ public sealed class RulesOptions
 /// <summary>The broker's signing keys.</summary>
 public sealed class SigningOptions
 {
-    /// <summary>Keys; the first is the active signer, every key is published. Default: one generated ES256 development key.</summary>
+    /// <summary>
+    /// Keys. Each key's dates (ActivateAt, RetireAt, RemoveAt) decide its state at any instant; at most one key per
+    /// algorithm is active. Default: one generated ES256 development key.
+    /// </summary>
     public List<SigningKeyOptions> Keys { get; set; } = [];
+
+    /// <summary>The algorithm tokens are signed with unless <see cref="AudienceAlgorithms"/> says otherwise. Default: the first key's algorithm.</summary>
+    public string? DefaultAlgorithm { get; set; }
+
+    /// <summary>
+    /// Audiences whose verifiers need another algorithm, e.g. <c>api://AzureADTokenExchange</c> with RS256 (Azure
+    /// federated credentials accept RS256 only). A token for several audiences is signed only when they all map to
+    /// the same algorithm; otherwise the exchange is refused with TB1210. Default: none.
+    /// </summary>
+    public List<AudienceAlgorithmOptions> AudienceAlgorithms { get; set; } = [];
+
+    /// <summary>
+    /// How long before its ActivateAt a key is published in the JWKS (between 2 minutes and 30 days). The JWKS
+    /// <c>Cache-Control: max-age</c> is half of it (at most 1 day), so verifiers that cached the JWKS just before a key
+    /// was published have fetched it again before it signs. Default: 10 minutes (max-age 300 seconds).
+    /// </summary>
+    public TimeSpan AnnouncementLeadTime { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Least time between two attempts to reopen a PKCS#11 key after it failed to sign (between 100 milliseconds
+    /// and 5 minutes); the first attempt after a failure is immediate. Until it reopens, exchanges answer 503
+    /// TB1303 and <c>/readyz</c> fails. Default: 5 seconds.
+    /// </summary>
+    public TimeSpan ReopenInterval { get; set; } = TimeSpan.FromSeconds(5);
 }
 
 /// <summary>One signing key.</summary>
 public sealed class SigningKeyOptions
 {
-    /// <summary><c>file</c> (a PEM private key) or <c>generated</c> (a new key in memory at every start; development only). Default: file.</summary>
+    /// <summary>
+    /// <c>file</c> (a PEM private key), <c>pkcs11</c> (a key in an HSM, through OpenSSL's pkcs11 engine; Linux only)
+    /// or <c>generated</c> (a new key in memory at every start; development only). Default: file.
+    /// </summary>
     public string Source { get; set; } = "file";
 
     /// <summary>The PEM file, for <c>file</c> keys: EC P-256/P-384 or RSA of at least 2048 bits.</summary>
     public string? Path { get; set; }
+
+    /// <summary>
+    /// For <c>pkcs11</c> keys: the RFC 7512 URI of the private key, e.g. <c>pkcs11:token=tb;object=signing-2026</c>
+    /// (<c>type=private</c> is added when absent). Must not hold <c>pin-value</c> or <c>pin-source</c>. Required for pkcs11.
+    /// </summary>
+    public string? Uri { get; set; }
+
+    /// <summary>For <c>pkcs11</c> keys: a file holding the user PIN (one trailing newline is ignored). Exactly one of PinFile and PinEnvironmentVariable.</summary>
+    public string? PinFile { get; set; }
+
+    /// <summary>For <c>pkcs11</c> keys: the name of an environment variable holding the user PIN. Exactly one of PinFile and PinEnvironmentVariable.</summary>
+    public string? PinEnvironmentVariable { get; set; }
 
     /// <summary>ES256 (default), ES384, RS256 or PS256. Must fit the key.</summary>
     public string Algorithm { get; set; } = "ES256";
 
     /// <summary>The <c>kid</c>. Default: the key's RFC 7638 thumbprint.</summary>
     public string? KeyId { get; set; }
+
+    /// <summary>
+    /// When the key starts signing (ISO 8601 with offset). It is published AnnouncementLeadTime earlier. Default:
+    /// active from the start. A later key of the same algorithm takes over at its own ActivateAt.
+    /// </summary>
+    public DateTimeOffset? ActivateAt { get; set; }
+
+    /// <summary>When the key stops signing. Default: when the next key of its algorithm activates, else never.</summary>
+    public DateTimeOffset? RetireAt { get; set; }
+
+    /// <summary>
+    /// When the key leaves the JWKS. Default and minimum: its retirement plus Rules:MaxTtl plus the JWKS max-age plus
+    /// Exchange:ClockSkew, so that every token it signed can still be verified.
+    /// </summary>
+    public DateTimeOffset? RemoveAt { get; set; }
+}
+
+/// <summary>One audience that needs a particular signing algorithm.</summary>
+public sealed class AudienceAlgorithmOptions
+{
+    /// <summary>The exact audience value. Required.</summary>
+    public string? Audience { get; set; }
+
+    /// <summary>ES256, ES384, RS256 or PS256; a key of this algorithm must be active. Required.</summary>
+    public string? Algorithm { get; set; }
 }
 
 /// <summary>Where replay, issued-token, revocation and block state lives.</summary>

@@ -33,6 +33,18 @@ public sealed record ResolvedSettings
     public bool RulesWatch { get; init; } = true;
     public TimeSpan RulesReloadDebounce { get; init; } = TimeSpan.FromMilliseconds(500);
     public required IReadOnlyList<SigningKeyOptions> SigningKeys { get; init; }
+    public TimeSpan SigningReopenInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Each configured key's dates, in configuration order.</summary>
+    public required IReadOnlyList<TokenBroker.Signing.KeyTimeline> KeyTimelines { get; init; }
+
+    public required string DefaultAlgorithm { get; init; }
+
+    /// <summary>Audience to algorithm (ordinal).</summary>
+    public required IReadOnlyDictionary<string, string> AudienceAlgorithms { get; init; }
+
+    /// <summary>The JWKS <c>Cache-Control: max-age</c>: half the announcement lead time, at most 1 day.</summary>
+    public required TimeSpan JwksMaxAge { get; init; }
     public required string StateStore { get; init; }
     public required StateOptions State { get; init; }
     public required IReadOnlyList<Security.CredentialHash> AdminCredentials { get; init; }

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using TokenBroker.Rules.Loading;
 using TokenBroker.Rules.Providers;
+using TokenBroker.Signing;
 
 namespace TokenBroker.Configuration;
 
@@ -57,7 +58,7 @@ public static partial class SettingsResolver
     private static void FindUnknownKeys(IConfigurationSection section, Type type, string path, List<string> errors)
     {
         var underlying = Nullable.GetUnderlyingType(type) ?? type;
-        if (underlying == typeof(string) || underlying.IsPrimitive || underlying.IsEnum || underlying == typeof(TimeSpan))
+        if (underlying == typeof(string) || underlying.IsPrimitive || underlying.IsEnum || underlying == typeof(TimeSpan) || underlying == typeof(DateTimeOffset))
         {
             foreach (var child in section.GetChildren())
             {
@@ -110,8 +111,9 @@ public static partial class SettingsResolver
     }
 
     /// <summary>Resolves defaults and validates; returns null with <paramref name="errors"/> filled when anything is wrong.</summary>
-    public static ResolvedSettings? Resolve(IConfiguration configuration, List<string> errors)
+    public static ResolvedSettings? Resolve(IConfiguration configuration, List<string> errors, TimeProvider? time = null)
     {
+        var now = (time ?? TimeProvider.System).GetUtcNow();
         var options = Bind(configuration, errors);
         var warnings = new List<string>();
 
@@ -191,11 +193,14 @@ public static partial class SettingsResolver
                     }
 
                     break;
+                case "pkcs11":
+                    CheckPkcs11Key(i, key, errors, warnings);
+                    break;
                 case "generated":
                     warnings.Add($"Signing key {i} is generated in memory at start-up: tokens cannot be verified after a restart and replicas disagree. Development only.");
                     break;
                 default:
-                    errors.Add($"Signing:Keys:{i}:Source '{key.Source}' must be 'file' or 'generated'");
+                    errors.Add($"Signing:Keys:{i}:Source '{key.Source}' must be 'file', 'pkcs11' or 'generated'");
                     break;
             }
 
@@ -203,6 +208,55 @@ public static partial class SettingsResolver
             {
                 errors.Add($"Signing:Keys:{i}:KeyId must be 1 to 64 characters of [A-Za-z0-9._-]");
             }
+        }
+
+        var signing = options.Signing;
+        if (signing.AnnouncementLeadTime < TimeSpan.FromMinutes(2) || signing.AnnouncementLeadTime > TimeSpan.FromDays(30))
+        {
+            errors.Add("Signing:AnnouncementLeadTime must be between 2 minutes and 30 days");
+        }
+
+        var jwksMaxAge = TimeSpan.FromSeconds(Math.Floor(Math.Min(signing.AnnouncementLeadTime.TotalSeconds / 2, TimeSpan.FromDays(1).TotalSeconds)));
+        var retention = options.Rules.MaxTtl + jwksMaxAge + options.Exchange.ClockSkew;
+        var timelines = KeySchedule.Compute(keys, signing.AnnouncementLeadTime, retention, errors);
+        var defaultAlgorithm = signing.DefaultAlgorithm ?? keys[0].Algorithm;
+        if (Array.IndexOf(SigningAlgorithms, defaultAlgorithm) < 0)
+        {
+            errors.Add($"Signing:DefaultAlgorithm '{defaultAlgorithm}' is not one of {string.Join(", ", SigningAlgorithms)}");
+        }
+
+        var audienceAlgorithms = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < signing.AudienceAlgorithms.Count; i++)
+        {
+            var entry = signing.AudienceAlgorithms[i];
+            if (string.IsNullOrEmpty(entry.Audience))
+            {
+                errors.Add($"Signing:AudienceAlgorithms:{i}:Audience is required");
+            }
+            else if (audienceAlgorithms.ContainsKey(entry.Audience))
+            {
+                errors.Add($"Signing:AudienceAlgorithms:{i}:Audience '{entry.Audience}' is listed twice");
+            }
+
+            if (entry.Algorithm is null || Array.IndexOf(SigningAlgorithms, entry.Algorithm) < 0)
+            {
+                errors.Add($"Signing:AudienceAlgorithms:{i}:Algorithm '{entry.Algorithm}' is not one of {string.Join(", ", SigningAlgorithms)}");
+            }
+
+            if (!string.IsNullOrEmpty(entry.Audience) && entry.Algorithm is not null)
+            {
+                audienceAlgorithms.TryAdd(entry.Audience, entry.Algorithm);
+            }
+        }
+
+        if (timelines.All(t => t is not null))
+        {
+            KeySchedule.CheckCoverage(timelines, audienceAlgorithms.Values.Prepend(defaultAlgorithm), now, errors);
+        }
+
+        if (options.Signing.ReopenInterval < TimeSpan.FromMilliseconds(100) || options.Signing.ReopenInterval > TimeSpan.FromMinutes(5))
+        {
+            errors.Add("Signing:ReopenInterval must be between 100 milliseconds and 5 minutes");
         }
 
         ResolveState(options.State, errors, warnings);
@@ -244,6 +298,11 @@ public static partial class SettingsResolver
             RulesWatch = options.Rules.Watch,
             RulesReloadDebounce = options.Rules.ReloadDebounce,
             SigningKeys = keys,
+            SigningReopenInterval = options.Signing.ReopenInterval,
+            KeyTimelines = timelines,
+            DefaultAlgorithm = defaultAlgorithm,
+            AudienceAlgorithms = audienceAlgorithms,
+            JwksMaxAge = jwksMaxAge,
             StateStore = options.State.Store,
             State = options.State,
             AdminCredentials = adminCredentials,
@@ -356,6 +415,52 @@ public static partial class SettingsResolver
         if (value < min || value > max)
         {
             errors.Add($"{name} must be between {min} and {max}");
+        }
+    }
+
+    private static void CheckPkcs11Key(int i, SigningKeyOptions key, List<string> errors, List<string> warnings)
+    {
+        var prefix = $"Signing:Keys:{i}";
+        if (!OperatingSystem.IsLinux())
+        {
+            errors.Add($"{prefix}:Source 'pkcs11' is supported on Linux only (OpenSSL's pkcs11 engine)");
+        }
+
+        if (key.Path is not null)
+        {
+            errors.Add($"{prefix}:Path is for file keys; a pkcs11 key is addressed by Uri");
+        }
+
+        if (string.IsNullOrWhiteSpace(key.Uri))
+        {
+            errors.Add($"{prefix}:Uri is required for a pkcs11 key (an RFC 7512 URI such as pkcs11:token=prod;object=signing-2026)");
+        }
+        else
+        {
+            foreach (var problem in Pkcs11UriCheck.Problems(key.Uri))
+            {
+                errors.Add($"{prefix}:Uri {problem}");
+            }
+        }
+
+        var hasFile = !string.IsNullOrEmpty(key.PinFile);
+        var hasEnv = !string.IsNullOrEmpty(key.PinEnvironmentVariable);
+        if (hasFile == hasEnv)
+        {
+            errors.Add($"{prefix}: set exactly one of PinFile and PinEnvironmentVariable (the PIN never goes into configuration)");
+        }
+        else if (hasFile && !File.Exists(key.PinFile))
+        {
+            errors.Add($"{prefix}:PinFile '{key.PinFile}' does not exist");
+        }
+        else if (hasFile && !OperatingSystem.IsWindows()
+            && (File.GetUnixFileMode(key.PinFile!) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+        {
+            warnings.Add($"{prefix}:PinFile '{key.PinFile}' is readable or writable by group or others; make it 0400 or 0600 for the broker's user only");
+        }
+        else if (hasEnv && string.IsNullOrEmpty(Environment.GetEnvironmentVariable(key.PinEnvironmentVariable!)))
+        {
+            errors.Add($"{prefix}:PinEnvironmentVariable: the environment variable '{key.PinEnvironmentVariable}' is not set or empty");
         }
     }
 

@@ -11,16 +11,15 @@ namespace TokenBroker.Discovery;
 /// </summary>
 internal static class DiscoveryEndpoints
 {
-    /// <summary>How long verifiers may cache the JWKS. Keys are announced well before they sign (see docs).</summary>
-    internal const int JwksMaxAgeSeconds = 300;
-
     public static void MapDiscoveryEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/.well-known/openid-configuration", WriteMetadata);
         app.MapGet("/.well-known/oauth-authorization-server", WriteMetadata);
         app.MapGet("/.well-known/jwks.json", (HttpContext http, SigningKeyRing keys) =>
         {
-            http.Response.Headers.CacheControl = $"public, max-age={JwksMaxAgeSeconds}";
+            // Half the announcement lead time: a verifier that cached the JWKS just before a key was published
+            // fetches it again before that key signs (docs/keys.md).
+            http.Response.Headers.CacheControl = $"public, max-age={(long)keys.JwksMaxAge.TotalSeconds}";
             return Results.Bytes(keys.JwksJson, "application/jwk-set+json");
         });
     }

@@ -61,6 +61,8 @@ public static class BrokerErrors
     public static readonly BrokerError BrokerTokenInactive = new("TB1208", InvalidRequest, BadRequest, "The presented broker token is expired, revoked or unknown.");
     public static readonly BrokerError DownscopeWidens = new("TB1209", InvalidScope, BadRequest, "A downscoped token cannot carry scopes the presented token lacks.");
 
+    public static readonly BrokerError AlgorithmConflict = new("TB1210", InvalidTarget, BadRequest, "The requested audiences need different signing algorithms; request them in separate exchanges.");
+
     // TB13xx: infrastructure. Never a token; always Retry-After.
     public static readonly BrokerError ProviderUnavailable = new("TB1301", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "The token's issuer keys cannot be fetched right now; retry shortly.");
     public static readonly BrokerError StateUnavailable = new("TB1302", TemporarilyUnavailable, StatusCodes.Status503ServiceUnavailable, "The broker's state store is unavailable; retry shortly.");

@@ -128,10 +128,15 @@ internal sealed partial class ExchangeHandler
             Extra = extra,
         };
 
+        if (keys.AlgorithmFor(mint.Audiences) is not { } algorithm)
+        {
+            return Refuse(audit, BrokerErrors.AlgorithmConflict, $"audiences {string.Join(", ", mint.Audiences)} are configured for different signing algorithms");
+        }
+
         string token;
         try
         {
-            token = TokenMinter.Mint(mint, keys.Active);
+            token = TokenMinter.Mint(mint, keys.ActiveFor(algorithm));
         }
         catch (SigningUnavailableException e)
         {

@@ -115,6 +115,12 @@ internal sealed partial class ExchangeHandler(
         var issuedAt = mint.IssuedAt;
         var lifetime = mint.ExpiresAt - mint.IssuedAt;
 
+        // The verifiers of every audience must accept the algorithm (e.g. Azure needs RS256); refuse before consuming the job token.
+        if (keys.AlgorithmFor(mint.Audiences) is not { } algorithm)
+        {
+            return Refuse(audit, BrokerErrors.AlgorithmConflict, $"audiences {string.Join(", ", mint.Audiences)} are configured for different signing algorithms");
+        }
+
         // 5. Record state: the job token is consumed and the issued token registered in one atomic step.
         var record = new IssuedTokenRecord
         {
@@ -147,7 +153,7 @@ internal sealed partial class ExchangeHandler(
         string token;
         try
         {
-            token = TokenMinter.Mint(mint, keys.Active);
+            token = TokenMinter.Mint(mint, keys.ActiveFor(algorithm));
         }
         catch (SigningUnavailableException e)
         {

@@ -50,14 +50,9 @@ internal static class BrokerApp
             ContentRootPath = AppContext.BaseDirectory,
         });
 
-        if (options.ConfigFile is not null && AddConfigFile(builder.Configuration, options.ConfigFile, options.Args) is { } configError)
+        if (AddConfigurationSources(builder.Configuration, options) is { } configError)
         {
             return new BrokerBuildResult(null, null, [configError], []);
-        }
-
-        if (options.Overrides is not null)
-        {
-            builder.Configuration.AddInMemoryCollection(options.Overrides);
         }
 
         if (string.IsNullOrEmpty(builder.Configuration["urls"]))
@@ -68,7 +63,7 @@ internal static class BrokerApp
         builder.WebHost.UseUrls(builder.Configuration["urls"]!);
 
         var errors = new List<string>();
-        var settings = SettingsResolver.Resolve(builder.Configuration, errors);
+        var settings = SettingsResolver.Resolve(builder.Configuration, errors, options.Time);
         if (settings is null)
         {
             return new BrokerBuildResult(null, null, errors, []);
@@ -77,7 +72,7 @@ internal static class BrokerApp
         SigningKeyRing keys;
         try
         {
-            keys = SigningKeyRing.FromSettings(settings);
+            keys = SigningKeyRing.FromSettings(settings, options.Time ?? TimeProvider.System);
         }
         catch (Exception e) when (e is InvalidOperationException or CryptographicException or ArgumentException)
         {
@@ -151,6 +146,7 @@ internal static class BrokerApp
         }
 
         var app = builder.Build();
+        keys.UseLogging(app.Services.GetRequiredService<ILoggerFactory>());
         if (settings.PathBase.Length > 0)
         {
             app.UsePathBase(settings.PathBase);
@@ -172,54 +168,22 @@ internal static class BrokerApp
     }
 
     /// <summary>
-    /// Adds a <c>--config</c> file (YAML or JSON), then environment variables and arguments again so that they keep
-    /// precedence over the file. Returns an error message, or null.
+    /// The settings <c>serve</c> would run with, for the offline CLI verbs (<c>rules</c>): the <c>--config</c> file
+    /// (when given) and <c>TokenBroker__...</c> environment variables, resolved and checked by the same code.
     /// </summary>
-    internal static string? AddConfigFile(IConfigurationBuilder configuration, string configFile, string[] args)
-    {
-        if (!File.Exists(configFile))
-        {
-            return $"--config: '{configFile}' does not exist";
-        }
-
-        var full = Path.GetFullPath(configFile);
-        if (full.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
-        {
-            try
-            {
-                configuration.AddInMemoryCollection(YamlConfigurationFile.Read(full));
-            }
-            catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
-            {
-                return $"--config: {e.Message}";
-            }
-        }
-        else
-        {
-            try
-            {
-                configuration.AddJsonFile(full, optional: false, reloadOnChange: false);
-            }
-            catch (InvalidDataException e)
-            {
-                return $"--config: '{full}' is not valid JSON: {e.InnerException?.Message ?? e.Message}";
-            }
-        }
-
-        configuration.AddEnvironmentVariables();
-        configuration.AddCommandLine(args);
-        return null;
-    }
+    internal static ResolvedSettings? ResolveSettings(string? configFile, List<string> errors) =>
+        ResolveSettings(new BrokerAppOptions { ConfigFile = configFile }, errors);
 
     /// <summary>
-    /// The settings <c>serve</c> would run with, for the offline CLI verbs: the <c>--config</c> file (when given)
-    /// and <c>TokenBroker__...</c> environment variables, resolved and checked by the same code. Null with errors.
+    /// Resolves the configuration as <c>serve</c> would (file, then environment and arguments, then overrides), without
+    /// building a host: for the <c>keys</c> commands.
     /// </summary>
-    internal static ResolvedSettings? ResolveSettings(string? configFile, List<string> errors)
+    public static ResolvedSettings? ResolveSettings(BrokerAppOptions options, List<string> errors)
     {
         var configuration = new ConfigurationManager();
         configuration.AddEnvironmentVariables();
-        if (configFile is not null && AddConfigFile(configuration, configFile, []) is { } configError)
+        configuration.AddCommandLine(options.Args);
+        if (AddConfigurationSources(configuration, options) is { } configError)
         {
             errors.Add(configError);
             return null;
@@ -230,7 +194,54 @@ internal static class BrokerApp
             configuration["urls"] = SettingsResolver.DefaultUrl;
         }
 
-        return SettingsResolver.Resolve(configuration, errors);
+        return SettingsResolver.Resolve(configuration, errors, options.Time);
+    }
+
+    /// <summary>Adds the configuration file and overrides; an error message when the file is missing or malformed.</summary>
+    private static string? AddConfigurationSources(IConfigurationBuilder configuration, BrokerAppOptions options)
+    {
+        if (options.ConfigFile is not null)
+        {
+            if (!File.Exists(options.ConfigFile))
+            {
+                return $"--config: '{options.ConfigFile}' does not exist";
+            }
+
+            // File first, then environment and arguments again so that they keep precedence over the file.
+            var full = Path.GetFullPath(options.ConfigFile);
+            if (full.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
+            {
+                try
+                {
+                    configuration.AddInMemoryCollection(YamlConfigurationFile.Read(full));
+                }
+                catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+                {
+                    return $"--config: {e.Message}";
+                }
+            }
+            else
+            {
+                try
+                {
+                    configuration.AddJsonFile(full, optional: false, reloadOnChange: false);
+                }
+                catch (InvalidDataException e)
+                {
+                    return $"--config: '{full}' is not valid JSON: {e.InnerException?.Message ?? e.Message}";
+                }
+            }
+
+            configuration.AddEnvironmentVariables();
+            configuration.AddCommandLine(options.Args);
+        }
+
+        if (options.Overrides is not null)
+        {
+            configuration.AddInMemoryCollection(options.Overrides);
+        }
+
+        return null;
     }
 
     /// <summary>The addresses Kestrel listens on, once started.</summary>

@@ -29,13 +29,19 @@ internal static class HealthEndpoints
                 }
             }
 
-            try
+            // Every algorithm tokens are signed with needs an active key that signs now (an HSM session may be lost).
+            foreach (var algorithm in keys.SigningAlgorithms)
             {
-                keys.Active.Sign("readyz"u8);
-            }
-            catch (SigningUnavailableException)
-            {
-                problems.Add("signing: active key cannot sign");
+                try
+                {
+                    var signer = keys.ActiveFor(algorithm);
+                    signer.Sign("readyz"u8);
+                    details.Add($"signing: {algorithm} key '{signer.KeyId}' signs");
+                }
+                catch (SigningUnavailableException e)
+                {
+                    problems.Add($"signing: {algorithm}: {e.Message}");
+                }
             }
 
             try

@@ -16,21 +16,17 @@ public sealed class LocalKeySigner : ITokenSigner, IDisposable
     {
         _key = key;
         Algorithm = algorithm;
-        var hash = HashFor(algorithm);
+        var hash = SignerKeys.HashFor(algorithm);
+        PublicKey = SignerKeys.PublicJwk(key);
         if (key is ECDsa ec)
         {
-            PublicKey = PublicJwk(ec);
             _sign = data => ec.SignData(data, hash);
-        }
-        else if (key is RSA rsa)
-        {
-            var padding = algorithm.StartsWith("PS", StringComparison.Ordinal) ? RSASignaturePadding.Pss : RSASignaturePadding.Pkcs1;
-            PublicKey = PublicJwk(rsa);
-            _sign = data => rsa.SignData(data, hash, padding);
         }
         else
         {
-            throw new ArgumentException("unsupported key type", nameof(key));
+            var rsa = (RSA)key;
+            var padding = SignerKeys.PaddingFor(algorithm);
+            _sign = data => rsa.SignData(data, hash, padding);
         }
 
         KeyId = keyId ?? Base64UrlEncoder.Encode(PublicKey.ComputeJwkThumbprint());
@@ -143,34 +139,4 @@ public sealed class LocalKeySigner : ITokenSigner, IDisposable
     }
 
     public void Dispose() => _key.Dispose();
-
-    private static HashAlgorithmName HashFor(string algorithm) => algorithm[^3..] switch
-    {
-        "256" => HashAlgorithmName.SHA256,
-        "384" => HashAlgorithmName.SHA384,
-        _ => HashAlgorithmName.SHA512,
-    };
-
-    private static JsonWebKey PublicJwk(ECDsa ec)
-    {
-        var p = ec.ExportParameters(false);
-        return new JsonWebKey
-        {
-            Kty = JsonWebAlgorithmsKeyTypes.EllipticCurve,
-            Crv = p.Curve.Oid.Value == "1.3.132.0.34" || p.Curve.Oid.FriendlyName == "nistP384" ? JsonWebKeyECTypes.P384 : JsonWebKeyECTypes.P256,
-            X = Base64UrlEncoder.Encode(p.Q.X),
-            Y = Base64UrlEncoder.Encode(p.Q.Y),
-        };
-    }
-
-    private static JsonWebKey PublicJwk(RSA rsa)
-    {
-        var p = rsa.ExportParameters(false);
-        return new JsonWebKey
-        {
-            Kty = JsonWebAlgorithmsKeyTypes.RSA,
-            N = Base64UrlEncoder.Encode(p.Modulus),
-            E = Base64UrlEncoder.Encode(p.Exponent),
-        };
-    }
 }

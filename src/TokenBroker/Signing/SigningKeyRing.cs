@@ -4,53 +4,211 @@ using TokenBroker.Configuration;
 namespace TokenBroker.Signing;
 
 /// <summary>
-/// The broker's keys: the active signer and every key published in the JWKS. The JWKS document is rendered once,
-/// since keys only change with configuration.
+/// The broker's keys and their schedule. Which keys are published and which key signs each algorithm are computed
+/// from configured dates and the injected clock, so replicas with the same configuration agree without
+/// coordinating. The JWKS is rendered once per schedule change.
 /// </summary>
-public sealed class SigningKeyRing
+public sealed class SigningKeyRing : IDisposable
 {
+    private readonly IReadOnlyList<(ITokenSigner Signer, KeyTimeline Timeline)> _entries;
+    private readonly IReadOnlyDictionary<string, string> _audienceAlgorithms;
+    private readonly TimeProvider _time;
+    private KeySet _current;
+
+    /// <summary>A ring with every key active from the start (one per algorithm); the first key's algorithm is the default.</summary>
     public SigningKeyRing(IReadOnlyList<ITokenSigner> keys)
+        : this(keys.Select((k, i) => (k, new KeyTimeline { Name = $"Signing:Keys:{i}", Index = i, Algorithm = k.Algorithm })).ToList(),
+            keys.Count > 0 ? keys[0].Algorithm : "ES256", new Dictionary<string, string>(), TimeSpan.FromMinutes(5), TimeProvider.System)
     {
-        if (keys.Count == 0)
+    }
+
+    public SigningKeyRing(IReadOnlyList<(ITokenSigner Signer, KeyTimeline Timeline)> entries, string defaultAlgorithm, IReadOnlyDictionary<string, string> audienceAlgorithms, TimeSpan jwksMaxAge, TimeProvider time)
+    {
+        if (entries.Count == 0)
         {
-            throw new ArgumentException("at least one signing key is required", nameof(keys));
+            throw new ArgumentException("at least one signing key is required", nameof(entries));
         }
 
-        var duplicate = keys.GroupBy(k => k.KeyId, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        var duplicate = entries.GroupBy(k => k.Signer.KeyId, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null)
         {
             throw new InvalidOperationException($"two signing keys share the kid '{duplicate.Key}'");
         }
 
-        Keys = keys;
-        Active = keys[0];
-        JwksJson = RenderJwks(keys);
+        _entries = entries;
+        _audienceAlgorithms = audienceAlgorithms;
+        _time = time;
+        DefaultAlgorithm = defaultAlgorithm;
+        JwksMaxAge = jwksMaxAge;
+        _current = Compute(time.GetUtcNow());
     }
 
-    public ITokenSigner Active { get; }
+    /// <summary>Every loaded key with its dates (removed keys are not loaded).</summary>
+    public IReadOnlyList<(ITokenSigner Signer, KeyTimeline Timeline)> Entries => _entries;
 
-    public IReadOnlyList<ITokenSigner> Keys { get; }
+    /// <summary>Every loaded key, whatever its state.</summary>
+    public IReadOnlyList<ITokenSigner> Keys => _entries.Select(e => e.Signer).ToList();
 
-    /// <summary>The JWKS document: public members only.</summary>
-    public byte[] JwksJson { get; }
+    public string DefaultAlgorithm { get; }
 
-    public IEnumerable<string> Algorithms => Keys.Select(k => k.Algorithm).Distinct(StringComparer.Ordinal);
+    /// <summary>How long verifiers may cache the JWKS: shorter than the announcement lead time.</summary>
+    public TimeSpan JwksMaxAge { get; }
+
+    /// <summary>The key that signs tokens of the default algorithm now.</summary>
+    /// <exception cref="SigningUnavailableException">No key of that algorithm is active.</exception>
+    public ITokenSigner Active => ActiveFor(DefaultAlgorithm);
+
+    /// <summary>The keys published now: next, active and retired.</summary>
+    public IReadOnlyList<ITokenSigner> Published => Current.Published;
+
+    /// <summary>The JWKS document now: public members only.</summary>
+    public byte[] JwksJson => Current.Jwks;
+
+    /// <summary>Every algorithm a configured key has (for discovery metadata).</summary>
+    public IEnumerable<string> Algorithms => _entries.Select(k => k.Signer.Algorithm).Distinct(StringComparer.Ordinal);
+
+    /// <summary>The algorithms tokens are signed with: the default and every audience mapping.</summary>
+    public IEnumerable<string> SigningAlgorithms => _audienceAlgorithms.Values.Prepend(DefaultAlgorithm).Distinct(StringComparer.Ordinal);
+
+    /// <summary>The active key of an algorithm now.</summary>
+    /// <exception cref="SigningUnavailableException">No key of that algorithm is active.</exception>
+    public ITokenSigner ActiveFor(string algorithm) =>
+        Current.Active.TryGetValue(algorithm, out var signer) ? signer : throw new SigningUnavailableException($"no {algorithm} key is active");
+
+    /// <summary>
+    /// The algorithm for a token with these audiences: each audience's configured algorithm, else the default. Null
+    /// when the audiences disagree: one token cannot satisfy verifiers that need different algorithms.
+    /// </summary>
+    public string? AlgorithmFor(IEnumerable<string> audiences)
+    {
+        string? chosen = null;
+        foreach (var audience in audiences)
+        {
+            var algorithm = _audienceAlgorithms.TryGetValue(audience, out var a) ? a : DefaultAlgorithm;
+            if (chosen is not null && chosen != algorithm)
+            {
+                return null;
+            }
+
+            chosen = algorithm;
+        }
+
+        return chosen ?? DefaultAlgorithm;
+    }
+
+    private KeySet Current
+    {
+        get
+        {
+            var now = _time.GetUtcNow();
+            var current = Volatile.Read(ref _current);
+            if (now >= current.From && now < current.Until)
+            {
+                return current;
+            }
+
+            current = Compute(now);
+            Volatile.Write(ref _current, current);
+            return current;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var (signer, _) in _entries)
+        {
+            (signer as IDisposable)?.Dispose();
+        }
+    }
+
+    private KeySet Compute(DateTimeOffset now)
+    {
+        var states = _entries.Select(e => (e.Signer, e.Timeline, State: e.Timeline.StateAt(now))).ToList();
+        var published = states.Where(s => KeyTimeline.IsPublished(s.State)).Select(s => s.Signer).ToList();
+
+        // At most one active key per algorithm; should configuration ever allow overlap, the latest activation wins.
+        var active = states.Where(s => s.State == KeyState.Active)
+            .GroupBy(s => s.Signer.Algorithm, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.OrderByDescending(s => s.Timeline.ActivateAt ?? DateTimeOffset.MinValue).First().Signer, StringComparer.Ordinal);
+        var boundaries = _entries.SelectMany(e => e.Timeline.Boundaries()).ToList();
+        var until = boundaries.Where(b => b > now).DefaultIfEmpty(DateTimeOffset.MaxValue).Min();
+        var from = boundaries.Where(b => b <= now).DefaultIfEmpty(DateTimeOffset.MinValue).Max();
+        return new KeySet(from, until, published, active, RenderJwks(published));
+    }
+
+    private sealed record KeySet(DateTimeOffset From, DateTimeOffset Until, IReadOnlyList<ITokenSigner> Published, IReadOnlyDictionary<string, ITokenSigner> Active, byte[] Jwks);
 
     /// <summary>Builds the ring from configuration.</summary>
     /// <exception cref="InvalidOperationException">A key cannot be loaded; the message names it.</exception>
-    public static SigningKeyRing FromSettings(ResolvedSettings settings)
+    public static SigningKeyRing FromSettings(ResolvedSettings settings, TimeProvider time)
     {
-        var signers = new List<ITokenSigner>();
-        foreach (var key in settings.SigningKeys)
+        var now = time.GetUtcNow();
+        var entries = new List<(ITokenSigner, KeyTimeline)>();
+        try
         {
-            signers.Add(key.Source switch
+            for (var i = 0; i < settings.SigningKeys.Count; i++)
             {
-                "generated" => LocalKeySigner.Generate(key.Algorithm, key.KeyId),
-                _ => LocalKeySigner.FromPemFile(key.Path!, key.Algorithm, key.KeyId),
-            });
-        }
+                var timeline = settings.KeyTimelines[i];
+                if (timeline.StateAt(now) == KeyState.Removed)
+                {
+                    // Removed keys are neither published nor needed; their HSM objects may already be destroyed.
+                    continue;
+                }
 
-        return new SigningKeyRing(signers);
+                entries.Add((Open(timeline.Name, settings.SigningKeys[i], settings.SigningReopenInterval, time), timeline));
+            }
+
+            return new SigningKeyRing(entries, settings.DefaultAlgorithm, settings.AudienceAlgorithms, settings.JwksMaxAge, time);
+        }
+        catch
+        {
+            foreach (var (signer, _) in entries)
+            {
+                (signer as IDisposable)?.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Opens one configured key.</summary>
+    /// <exception cref="InvalidOperationException">The key cannot be loaded; the message names it (and never a PIN).</exception>
+    public static ITokenSigner Open(string name, SigningKeyOptions key, TimeSpan reopenInterval, TimeProvider time)
+    {
+        switch (key.Source)
+        {
+            case "generated":
+                return LocalKeySigner.Generate(key.Algorithm, key.KeyId);
+            case "pkcs11":
+                if (!OperatingSystem.IsLinux())
+                {
+                    throw new InvalidOperationException($"{name}: pkcs11 keys are supported on Linux only");
+                }
+
+                var pin = key.PinFile is { Length: > 0 } file ? Pkcs11Signer.PinFromFile(file) : Pkcs11Signer.PinFromEnvironment(key.PinEnvironmentVariable!);
+                return Pkcs11Signer.Open(name, Pkcs11UriCheck.ForPrivateKey(key.Uri!), pin, key.Algorithm, key.KeyId, time, reopenInterval);
+            default:
+                try
+                {
+                    return LocalKeySigner.FromPemFile(key.Path!, key.Algorithm, key.KeyId);
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new InvalidOperationException($"{name}: {e.Message}", e);
+                }
+        }
+    }
+
+    /// <summary>Gives HSM signers the host's logging, for faults and reopens at run time.</summary>
+    public void UseLogging(ILoggerFactory loggers)
+    {
+        foreach (var key in Keys)
+        {
+            if (OperatingSystem.IsLinux() && key is Pkcs11Signer hsm)
+            {
+                hsm.UseLogger(loggers.CreateLogger<Pkcs11Signer>());
+            }
+        }
     }
 
     private static byte[] RenderJwks(IReadOnlyList<ITokenSigner> keys)

@@ -28,7 +28,7 @@ internal sealed class IssuedTokenVerifier(SigningKeyRing keys, ResolvedSettings 
         }
 
         using var jwt = read.Token;
-        var signer = keys.Keys.FirstOrDefault(k => string.Equals(k.KeyId, jwt.KeyId, StringComparison.Ordinal));
+        var signer = keys.Published.FirstOrDefault(k => string.Equals(k.KeyId, jwt.KeyId, StringComparison.Ordinal));
         if (signer is null || !string.Equals(signer.Algorithm, jwt.Algorithm, StringComparison.Ordinal))
         {
             return null;

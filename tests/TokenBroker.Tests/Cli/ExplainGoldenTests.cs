@@ -35,7 +35,7 @@ public sealed class ExplainGoldenTests
     public void Explain_MatchesTheGoldenFiles(string golden, string provider, string fixture, string[] audiences, string[]? scopes, Dictionary<string, string?>? overrides)
     {
         var errors = new List<string>();
-        var settings = BrokerApp.ResolveSettings(null, errors)!;
+        var settings = BrokerApp.ResolveSettings((string?)null, errors)!;
         Assert.That(errors, Is.Empty);
         var rules = RuleLinter.CompileAndLint(settings.ProviderDescriptors, settings.RuleLoad, RuleStore.EmbeddedSources()).RuleSet!;
         var claims = ClaimFiles.Read(fixture, RulesCliTests.RepoRoot, out var error)!;

@@ -38,7 +38,7 @@ internal sealed class BrokerHarness : IAsyncDisposable
     /// <summary>The audience job tokens must carry (the broker's issuer URL by default).</summary>
     public string Audience => BrokerIssuer;
 
-    public static async Task<BrokerHarness> StartAsync(IReadOnlyDictionary<string, string?>? extra = null, FakeCiIssuer? sharedIssuer = null)
+    public static async Task<BrokerHarness> StartAsync(IReadOnlyDictionary<string, string?>? extra = null, FakeCiIssuer? sharedIssuer = null, TimeProvider? time = null)
     {
         var issuer = sharedIssuer ?? await FakeCiIssuer.StartAsync("github", "gitlab");
         var url = $"http://127.0.0.1:{FakeCiIssuer.FreePort()}";
@@ -49,7 +49,7 @@ internal sealed class BrokerHarness : IAsyncDisposable
         }
 
         var audit = new DemoCommand.MemoryAuditSink();
-        var built = BrokerApp.Build(new BrokerAppOptions { Overrides = settings, AuditSink = audit, MinimumLogLevel = LogLevel.Warning });
+        var built = BrokerApp.Build(new BrokerAppOptions { Overrides = settings, AuditSink = audit, MinimumLogLevel = LogLevel.Warning, Time = time });
         if (built.App is null)
         {
             throw new InvalidOperationException("broker did not build: " + string.Join("; ", built.Errors));

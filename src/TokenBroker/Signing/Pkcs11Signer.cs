@@ -1,0 +1,296 @@
+using System.IO.Pipes;
+using Microsoft.Win32.SafeHandles;
+using System.Runtime.Versioning;
+using System.Security.Cryptography;
+using Microsoft.IdentityModel.Tokens;
+
+namespace TokenBroker.Signing;
+
+/// <summary>
+/// Signs with a private key that stays in an HSM, reached through OpenSSL's pkcs11 engine (libp11) and addressed by
+/// an RFC 7512 <c>pkcs11:</c> URI. The public key published in the JWKS is read from the HSM when the key is opened.
+/// </summary>
+/// <remarks>
+/// The PIN never appears in a URI that can be logged: it is written to an anonymous pipe and the engine is given
+/// <c>pin-source=file:/dev/fd/N</c>, because libp11 prints the full URI to stderr when a key cannot be loaded.
+/// When signing fails (session lost, HSM unreachable) the signer answers <see cref="SigningUnavailableException"/>
+/// and reopens the key by itself, at most once per <c>reopenInterval</c>; a reopened key must have the same public
+/// key, or it is refused.
+/// </remarks>
+[SupportedOSPlatform("linux")]
+public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
+{
+    private readonly string _name;
+    private readonly string _uri;
+    private readonly Func<string> _readPin;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _reopenInterval;
+    private ILogger _logger;
+    private readonly string _thumbprint;
+    private readonly Lock _reopenLock = new();
+    private volatile AsymmetricAlgorithm? _key;
+    private long? _lastReopenAttempt;
+    private bool _disposed;
+
+    private Pkcs11Signer(string name, string uri, Func<string> readPin, string algorithm, string? keyId, TimeProvider time, TimeSpan reopenInterval, ILogger logger, AsymmetricAlgorithm key)
+    {
+        _name = name;
+        _uri = TokenBroker.Configuration.Pkcs11UriCheck.Redact(uri);
+        _readPin = readPin;
+        _time = time;
+        _reopenInterval = reopenInterval;
+        _logger = logger;
+        _key = key;
+        Algorithm = algorithm;
+        PublicKey = SignerKeys.PublicJwk(key);
+        _thumbprint = Base64UrlEncoder.Encode(PublicKey.ComputeJwkThumbprint());
+        KeyId = keyId ?? _thumbprint;
+        PublicKey.Kid = KeyId;
+        PublicKey.Alg = algorithm;
+        PublicKey.Use = JsonWebKeyUseNames.Sig;
+    }
+
+    public string KeyId { get; }
+
+    public string Algorithm { get; }
+
+    public JsonWebKey PublicKey { get; }
+
+    /// <summary>The configured URI (it never holds a PIN).</summary>
+    public string Uri => _uri;
+
+    /// <summary>Opens the key and reads its public half from the HSM.</summary>
+    /// <param name="name">How messages name the key, e.g. <c>Signing:Keys:0</c>.</param>
+    /// <param name="uri">An RFC 7512 URI without any PIN attribute.</param>
+    /// <param name="readPin">Returns the user PIN (read from a file or an environment variable).</param>
+    /// <param name="algorithm">ES256, ES384, RS256 or PS256; the key must fit it.</param>
+    /// <param name="keyId">The kid; default: the RFC 7638 thumbprint of the public key.</param>
+    /// <param name="time">Clock for the reopen rate limit.</param>
+    /// <param name="reopenInterval">Least time between two attempts to reopen a failed key.</param>
+    /// <param name="logger">Where signing faults and reopens are logged (never the PIN).</param>
+    /// <exception cref="InvalidOperationException">The key cannot be opened or does not fit the algorithm; the message names the key and the URI, never the PIN.</exception>
+    public static Pkcs11Signer Open(string name, string uri, Func<string> readPin, string algorithm, string? keyId, TimeProvider time, TimeSpan reopenInterval, ILogger? logger = null)
+    {
+        var key = OpenKey(name, TokenBroker.Configuration.Pkcs11UriCheck.Redact(uri), readPin, algorithm);
+        return new Pkcs11Signer(name, uri, readPin, algorithm, keyId, time, reopenInterval, logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, key);
+    }
+
+    public byte[] Sign(ReadOnlySpan<byte> signingInput)
+    {
+        var key = _key ?? Reopen();
+        if (key is not null)
+        {
+            try
+            {
+                return SignWith(key, signingInput);
+            }
+            catch (CryptographicException e)
+            {
+                Log.SignFailed(_logger, _name, _uri, e.Message);
+                Invalidate(key);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Replaced by a concurrent reopen; fall through and use the new key.
+            }
+
+            key = Reopen();
+            if (key is not null)
+            {
+                try
+                {
+                    return SignWith(key, signingInput);
+                }
+                catch (CryptographicException e)
+                {
+                    Log.SignFailed(_logger, _name, _uri, e.Message);
+                    Invalidate(key);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Invalidated by a concurrent failure: unavailable for this request, never a 500.
+                }
+            }
+        }
+
+        throw new SigningUnavailableException($"HSM key {_name} ({_uri}) cannot sign right now");
+    }
+
+    /// <summary>Logs through the host's logging once it exists (keys are opened before the host is built).</summary>
+    internal void UseLogger(ILogger logger) => _logger = logger;
+
+    /// <summary>Reads a PIN file; one trailing newline is not part of the PIN.</summary>
+    public static Func<string> PinFromFile(string path) => () =>
+    {
+        var text = File.ReadAllText(path);
+        text = text.EndsWith("\r\n", StringComparison.Ordinal) ? text[..^2] : text.EndsWith('\n') ? text[..^1] : text;
+        return text.Length > 0 ? text : throw new InvalidOperationException($"the PIN file '{path}' is empty");
+    };
+
+    /// <summary>Reads a PIN from an environment variable, at every (re)open.</summary>
+    public static Func<string> PinFromEnvironment(string variable) => () =>
+        Environment.GetEnvironmentVariable(variable) is { Length: > 0 } pin ? pin : throw new InvalidOperationException($"the environment variable '{variable}' is not set or empty");
+
+    public void Dispose()
+    {
+        lock (_reopenLock)
+        {
+            _disposed = true;
+            _key?.Dispose();
+            _key = null;
+        }
+    }
+
+    private byte[] SignWith(AsymmetricAlgorithm key, ReadOnlySpan<byte> data) => key switch
+    {
+        ECDsa ec => ec.SignData(data, SignerKeys.HashFor(Algorithm)),
+        RSA rsa => rsa.SignData(data, SignerKeys.HashFor(Algorithm), SignerKeys.PaddingFor(Algorithm)),
+        _ => throw new CryptographicException("unsupported key type"),
+    };
+
+    private void Invalidate(AsymmetricAlgorithm failed)
+    {
+        lock (_reopenLock)
+        {
+            if (ReferenceEquals(_key, failed))
+            {
+                _key = null;
+                failed.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Opens the key again, at most once per reopen interval. Null while the HSM stays unusable.</summary>
+    private AsymmetricAlgorithm? Reopen()
+    {
+        lock (_reopenLock)
+        {
+            if (_key is not null || _disposed)
+            {
+                return _key;
+            }
+
+            // The first attempt after a failure is immediate; later ones wait for the interval, so a dead HSM is
+            // not hammered with logins (each failed login may count against the PIN's retry limit).
+            if (_lastReopenAttempt is { } last && _time.GetElapsedTime(last) < _reopenInterval)
+            {
+                return null;
+            }
+
+            _lastReopenAttempt = _time.GetTimestamp();
+            try
+            {
+                var key = OpenKey(_name, _uri, _readPin, Algorithm);
+                var thumbprint = Base64UrlEncoder.Encode(SignerKeys.PublicJwk(key).ComputeJwkThumbprint());
+                if (!string.Equals(thumbprint, _thumbprint, StringComparison.Ordinal))
+                {
+                    // Another key now answers at this URI: signing with it would issue tokens under a kid whose
+                    // published public key does not verify them. Fail closed until the configuration says otherwise.
+                    key.Dispose();
+                    Log.ReopenedDifferentKey(_logger, _name, _uri);
+                    return null;
+                }
+
+                Log.Reopened(_logger, _name, _uri);
+                _key = key;
+                return key;
+            }
+            catch (InvalidOperationException e)
+            {
+                Log.ReopenFailed(_logger, _name, _uri, e.Message);
+                return null;
+            }
+        }
+    }
+
+    private static AsymmetricAlgorithm OpenKey(string name, string uri, Func<string> readPin, string algorithm)
+    {
+        string pin;
+        try
+        {
+            pin = readPin();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            throw new InvalidOperationException($"HSM key {name} ({uri}): the PIN cannot be read: {e.Message}", e);
+        }
+
+        SafeEvpPKeyHandle handle;
+        SafePipeHandle readEnd;
+        using (var pipe = new AnonymousPipeServerStream(PipeDirection.Out, HandleInheritability.None))
+        {
+            // Taking the client handle keeps the read end open after the server (write end) is disposed, so the
+            // engine reads the PIN and then end of file.
+            readEnd = pipe.ClientSafePipeHandle;
+            pipe.Write(System.Text.Encoding.UTF8.GetBytes(pin));
+        }
+
+        using (readEnd)
+        {
+            var fd = readEnd.DangerousGetHandle().ToInt32();
+            try
+            {
+                handle = SafeEvpPKeyHandle.OpenPrivateKeyFromEngine("pkcs11", WithPinSource(uri, $"/dev/fd/{fd}"));
+            }
+            catch (CryptographicException e)
+            {
+                throw new InvalidOperationException($"HSM key {name} ({uri}) cannot be opened: the token is unreachable, the PIN was rejected or no private key matches the URI ({e.Message})", e);
+            }
+        }
+
+        using (handle)
+        {
+            try
+            {
+                return algorithm.StartsWith("ES", StringComparison.Ordinal) ? CheckEc(name, uri, new ECDsaOpenSsl(handle), algorithm) : CheckRsa(name, uri, new RSAOpenSsl(handle));
+            }
+            catch (CryptographicException e)
+            {
+                throw new InvalidOperationException($"HSM key {name} ({uri}) is not a key for {algorithm} ({e.Message})", e);
+            }
+        }
+    }
+
+    private static string WithPinSource(string uri, string path) =>
+        uri + (uri.Contains('?', StringComparison.Ordinal) ? "&" : ";") + "pin-source=file:" + path;
+
+    private static ECDsa CheckEc(string name, string uri, ECDsa ec, string algorithm)
+    {
+        var parameters = ec.ExportParameters(false);
+        var want = algorithm == "ES256" ? "1.2.840.10045.3.1.7" : "1.3.132.0.34";
+        if (parameters.Curve.Oid.Value != want && parameters.Curve.Oid.FriendlyName != (algorithm == "ES256" ? "nistP256" : "nistP384"))
+        {
+            ec.Dispose();
+            throw new InvalidOperationException($"HSM key {name} ({uri}) is on curve {parameters.Curve.Oid.FriendlyName ?? parameters.Curve.Oid.Value}; {algorithm} needs {(algorithm == "ES256" ? "P-256" : "P-384")}");
+        }
+
+        return ec;
+    }
+
+    private static RSA CheckRsa(string name, string uri, RSA rsa)
+    {
+        if (rsa.KeySize < 2048)
+        {
+            rsa.Dispose();
+            throw new InvalidOperationException($"HSM key {name} ({uri}) is RSA-{rsa.KeySize}; at least 2048 bits are required");
+        }
+
+        _ = rsa.ExportParameters(false);
+        return rsa;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 5301, Level = LogLevel.Error, Message = "HSM key {Key} ({Uri}) failed to sign: {Reason}")]
+        public static partial void SignFailed(ILogger logger, string key, string uri, string reason);
+
+        [LoggerMessage(EventId = 5302, Level = LogLevel.Warning, Message = "HSM key {Key} ({Uri}) could not be reopened: {Reason}")]
+        public static partial void ReopenFailed(ILogger logger, string key, string uri, string reason);
+
+        [LoggerMessage(EventId = 5303, Level = LogLevel.Information, Message = "HSM key {Key} ({Uri}) reopened")]
+        public static partial void Reopened(ILogger logger, string key, string uri);
+
+        [LoggerMessage(EventId = 5304, Level = LogLevel.Critical, Message = "HSM key {Key} ({Uri}) reopened with a DIFFERENT public key; refusing to sign with it")]
+        public static partial void ReopenedDifferentKey(ILogger logger, string key, string uri);
+    }
+}
