@@ -60,4 +60,43 @@ public sealed class SamplesTests
         Assert.That(SampleRuleFiles().Count(), Is.GreaterThanOrEqualTo(2));
         Assert.That(SampleYamlFiles().Count(), Is.GreaterThanOrEqualTo(6));
     }
+
+    [Test]
+    public void AzureSample_BrokerConfiguration_BindsWithoutUnknownKeys()
+    {
+        var errors = new List<string>();
+        var values = TokenBroker.Configuration.YamlConfigurationFile.Read(Path.Combine(Root, "samples/cloud/azure/broker.yaml"));
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+
+        var options = TokenBroker.Configuration.SettingsResolver.Bind(configuration, errors);
+
+        Assert.That(errors, Is.Empty);
+        Assert.That(options.Signing.AudienceAlgorithms.Single().Algorithm, Is.EqualTo("RS256"));
+    }
+
+    [Test]
+    public void KubernetesSample_BrokerConfiguration_BindsWithoutUnknownKeys()
+    {
+        var stream = new YamlStream();
+        stream.Load(new StringReader(File.ReadAllText(Path.Combine(Root, "samples/kubernetes/tokenbroker.yaml"))));
+        var configMap = stream.Documents.Select(d => (YamlMappingNode)d.RootNode)
+            .First(d => d.Children.TryGetValue(new YamlScalarNode("data"), out var data) && ((YamlMappingNode)data).Children.ContainsKey(new YamlScalarNode("tokenbroker.yaml")));
+        var embedded = ((YamlScalarNode)((YamlMappingNode)configMap[new YamlScalarNode("data")])[new YamlScalarNode("tokenbroker.yaml")]).Value!;
+        var file = Path.GetTempFileName() + ".yaml";
+        File.WriteAllText(file, embedded);
+        try
+        {
+            var errors = new List<string>();
+            var configuration = new ConfigurationBuilder().AddInMemoryCollection(TokenBroker.Configuration.YamlConfigurationFile.Read(file)).Build();
+
+            var options = TokenBroker.Configuration.SettingsResolver.Bind(configuration, errors);
+
+            Assert.That(errors, Is.Empty);
+            Assert.That(options.State.Store, Is.EqualTo("redis"));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
 }
