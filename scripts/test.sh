@@ -50,6 +50,10 @@ policy_log="$results/policy-tests.log"
 dotnet "$tokenbroker_dll" rules lint config/rules || status=1
 dotnet "$tokenbroker_dll" rules test config/tests --rules config/rules 2>&1 | tee "$policy_log" || status=1
 
+echo "== Multi-replica demonstration (three brokers on one redis-server)"
+replica_log="$results/multi-replica.log"
+dotnet samples/multi-replica/bin/Release/net10.0/TokenBroker.MultiReplicaDemo.dll "$tokenbroker_dll" 2>&1 | tee "$replica_log" || status=1
+
 echo "== Node interop tests"
 interop_log="$results/interop.log"
 (
@@ -78,6 +82,14 @@ if [ -z "$pp" ]; then
 fi
 passed=$((passed + ${pp:-0}))
 failed=$((failed + ${pf:-0}))
+mp=$(sed -n 's/^multi-replica demo: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$replica_log" | tail -1)
+mf=$(sed -n 's/^multi-replica demo: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$replica_log" | tail -1)
+if [ -z "$mp" ]; then
+  echo "multi-replica demonstration printed no summary"
+  status=1
+fi
+passed=$((passed + ${mp:-0}))
+failed=$((failed + ${mf:-0}))
 np=$(grep -E '^ℹ pass [0-9]+' "$interop_log" | tail -1 | awk '{print $3}')
 nf=$(grep -E '^ℹ fail [0-9]+' "$interop_log" | tail -1 | awk '{print $3}')
 if [ -z "$np" ]; then
