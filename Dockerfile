@@ -46,9 +46,11 @@ RUN dotnet publish src/TokenBroker/TokenBroker.csproj -c Release -o /app --no-re
 
 FROM ${RUNTIME_IMAGE} AS runtime
 
-# curl only for HEALTHCHECK: the aspnet image has neither curl nor wget.
+# curl for HEALTHCHECK (the aspnet image has neither curl nor wget); OpenSSL's pkcs11 engine and p11-kit for
+# PKCS#11 (HSM) signing keys. The HSM vendor's PKCS#11 module itself is mounted or added in a derived image and
+# registered with p11-kit (see docs/keys.md); nothing vendor-specific is built in.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends curl \
+    && apt-get install -y --no-install-recommends curl libengine-pkcs11-openssl p11-kit \
     && rm -rf /var/lib/apt/lists/*
 
 # The base image sets ASPNETCORE_HTTP_PORTS=8080; the listen address is given explicitly below instead, so clear
