@@ -52,24 +52,32 @@ public sealed class RuleSet
                 return;
             }
 
-            // The raw claim that the most rules pin to a finite set of values.
-            var best = rules
-                .SelectMany(r => r.Conditions.Where(c => !c.Accessor.IsDerived && c.Condition.FiniteValues is not null).Select(c => c.Accessor.Source).Distinct())
-                .GroupBy(s => s, StringComparer.Ordinal)
-                .OrderByDescending(g => g.Count())
-                .ThenBy(g => g.Key, StringComparer.Ordinal)
-                .FirstOrDefault();
-            if (best is null || best.Count() < IndexThreshold)
+            // The most selective raw claim that rules pin to finite sets: the one with the most distinct values
+            // (usually the repository id), then the one the most rules pin. An owner id that every rule pins to the
+            // same value would put every rule in one bucket.
+            var pins = rules
+                .SelectMany(r => r.Conditions.Where(c => !c.Accessor.IsDerived && c.Condition.FiniteValues is not null)
+                    .Select(c => (Claim: c.Accessor.Source, Values: c.Condition.FiniteValues!))
+                    .DistinctBy(p => p.Claim))
+                .GroupBy(p => p.Claim, StringComparer.Ordinal)
+                .Select(g => (Claim: g.Key, Rules: g.Count(), Distinct: g.SelectMany(p => p.Values).Distinct(StringComparer.Ordinal).Count()))
+                .Where(g => g.Rules >= IndexThreshold && g.Distinct > 1)
+                .OrderByDescending(g => g.Distinct)
+                .ThenByDescending(g => g.Rules)
+                .ThenBy(g => g.Claim, StringComparer.Ordinal)
+                .ToList();
+            if (pins.Count == 0)
             {
                 return;
             }
 
-            _indexClaim = ClaimAccessor.Raw(best.Key);
+            var best = pins[0].Claim;
+            _indexClaim = ClaimAccessor.Raw(best);
             var buckets = new Dictionary<string, List<int>>(StringComparer.Ordinal);
             var unindexed = new List<int>();
             for (var i = 0; i < rules.Length; i++)
             {
-                var pin = rules[i].Conditions.FirstOrDefault(c => !c.Accessor.IsDerived && c.Accessor.Source == best.Key && c.Condition.FiniteValues is not null);
+                var pin = rules[i].Conditions.FirstOrDefault(c => !c.Accessor.IsDerived && c.Accessor.Source == best && c.Condition.FiniteValues is not null);
                 if (pin is null)
                 {
                     unindexed.Add(i);

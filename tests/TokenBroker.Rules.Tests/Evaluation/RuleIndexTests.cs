@@ -79,4 +79,26 @@ public sealed class RuleIndexTests
         var skipped = rules.ForProvider("ghes").ToArray().Where(r => !candidates.Contains(r.Id));
         Assert.That(skipped.All(r => !r.Conditions.All(c => c.Accessor.Read(claims) is { } v && c.Condition.Matches(v))), "no skipped rule could have matched");
     }
+
+    [Test]
+    public void Index_PicksTheMostSelectiveClaim_NotOneEveryRulePinsToTheSameValue()
+    {
+        var yaml = new StringBuilder("rules:\n");
+        for (var i = 0; i < 50; i++)
+        {
+            yaml.Append(CultureInfo.InvariantCulture, $"  - id: r{i}\n    provider: ghes\n    when: {{ owner_id: \"5001\", repository_id: \"{i}\", ref: refs/heads/main }}\n    grant: {{ audiences: [a], stage: read, subject: s }}\n");
+        }
+
+        var rules = new RuleCompiler(TestProviders.All, new RuleLoadOptions()).Compile([new RuleSource("many.yaml", yaml.ToString())]).RuleSet!;
+        var claims = new DictionaryJobClaims(new Dictionary<string, string> { ["repository_owner_id"] = "5001", ["repository_id"] = "7", ["ref"] = "refs/heads/main" });
+
+        var candidates = 0;
+        foreach (var rule in rules.Candidates("ghes", claims))
+        {
+            candidates++;
+            Assert.That(rule.Id, Is.EqualTo("r7"));
+        }
+
+        Assert.That(candidates, Is.EqualTo(1), "one bucket per repository id, not one bucket for the shared owner id or ref");
+    }
 }
