@@ -226,36 +226,8 @@ public sealed partial class RuleCompiler(IReadOnlyDictionary<string, ProviderDes
         }
 
         /// <summary>Reads a mapping's keys, reporting unknown and missing ones.</summary>
-        private Dictionary<string, YamlNode> Fields(YamlMappingNode map, string what, string[] allowed, string[] required)
-        {
-            var result = new Dictionary<string, YamlNode>(StringComparer.Ordinal);
-            foreach (var (keyNode, value) in map.Children)
-            {
-                if (keyNode is not YamlScalarNode { Value: { } key })
-                {
-                    Error(RuleErrors.WrongType, keyNode, $"keys in {what} must be plain strings");
-                    continue;
-                }
-
-                if (Array.IndexOf(allowed, key) < 0)
-                {
-                    Error(RuleErrors.UnknownKey, keyNode, $"unknown key '{key}' in {what}; allowed: {string.Join(", ", allowed)}");
-                    continue;
-                }
-
-                result[key] = value;
-            }
-
-            foreach (var key in required)
-            {
-                if (!result.ContainsKey(key))
-                {
-                    Error(RuleErrors.MissingKey, map, $"{what} is missing required key '{key}'");
-                }
-            }
-
-            return result;
-        }
+        private Dictionary<string, YamlNode> Fields(YamlMappingNode map, string what, string[] allowed, string[] required) =>
+            YamlFields.Read(map, what, allowed, required, (id, node, message) => Error(id, node, message));
 
         private string? Text(YamlNode node, string what)
         {

@@ -373,33 +373,8 @@ internal sealed class PolicyTestRunner(ResolvedSettings settings, RuleSet rules,
 
         public void Error(string id, YamlNode node, string message) => problems.Add($"{At(node)}: error {id}: {message}");
 
-        public Dictionary<string, YamlNode> Fields(YamlMappingNode map, string what, string[] allowed, string[] required)
-        {
-            var result = new Dictionary<string, YamlNode>(StringComparer.Ordinal);
-            foreach (var (keyNode, value) in map.Children)
-            {
-                if (keyNode is not YamlScalarNode { Value: { } key })
-                {
-                    Error(RuleErrors.WrongType, keyNode, $"keys in {what} must be plain strings");
-                    continue;
-                }
-
-                if (Array.IndexOf(allowed, key) < 0)
-                {
-                    Error(RuleErrors.UnknownKey, keyNode, $"unknown key '{key}' in {what}; allowed: {string.Join(", ", allowed)}");
-                    continue;
-                }
-
-                result[key] = value;
-            }
-
-            foreach (var key in required.Where(k => !result.ContainsKey(k)))
-            {
-                Error(RuleErrors.MissingKey, map, $"{what} is missing required key '{key}'");
-            }
-
-            return result;
-        }
+        public Dictionary<string, YamlNode> Fields(YamlMappingNode map, string what, string[] allowed, string[] required) =>
+            TokenBroker.Rules.Loading.YamlFields.Read(map, what, allowed, required, Error);
 
         public string? Text(YamlNode node, string what)
         {

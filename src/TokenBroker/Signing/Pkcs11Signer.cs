@@ -77,8 +77,10 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
 
     public byte[] Sign(ReadOnlySpan<byte> signingInput)
     {
+        // The key in hand, then once more after a (rate-limited) reopen: a lost HSM session costs one retry, and a
+        // key replaced or invalidated by a concurrent request is unavailable for this request, never a 500.
         var key = _key ?? Reopen();
-        if (key is not null)
+        for (var attempt = 0; key is not null; attempt++)
         {
             try
             {
@@ -91,26 +93,15 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
             }
             catch (ObjectDisposedException)
             {
-                // Replaced by a concurrent reopen; fall through and use the new key.
+                // Replaced by a concurrent reopen; try the new key.
+            }
+
+            if (attempt == 1)
+            {
+                break;
             }
 
             key = Reopen();
-            if (key is not null)
-            {
-                try
-                {
-                    return SignWith(key, signingInput);
-                }
-                catch (CryptographicException e)
-                {
-                    Log.SignFailed(_logger, _name, _uri, e.Message);
-                    Invalidate(key);
-                }
-                catch (ObjectDisposedException)
-                {
-                    // Invalidated by a concurrent failure: unavailable for this request, never a 500.
-                }
-            }
         }
 
         throw new SigningUnavailableException($"HSM key {_name} ({_uri}) cannot sign right now");
