@@ -4,10 +4,11 @@ using System.Text;
 namespace TokenBroker.Audit;
 
 /// <summary>
-/// One audited decision. Written for every exchange, granted or refused (from a <c>finally</c>), every revocation
-/// request and every admin API call (types <c>exchange</c>, <c>revoke</c>, <c>admin.revoke</c>,
-/// <c>admin.block.create</c>, <c>admin.block.list</c>, <c>admin.block.delete</c>; a refused call has <c>outcome: refused</c>). Tokens
-/// never appear: only a token's SHA-256 and the issued token's <c>jti</c>; credentials appear by name only.
+/// One audited decision. Written for every exchange, granted or refused (from a <c>finally</c>), every revocation and
+/// introspection request and every admin API call (types <c>exchange</c>, <c>revoke</c>, <c>introspect</c>,
+/// <c>admin.revoke</c>, <c>admin.block.create</c>, <c>admin.block.list</c>, <c>admin.block.delete</c>,
+/// <c>admin.rules.reload</c>; a refused call has <c>outcome: refused</c>). Tokens never appear: only a token's SHA-256
+/// and the issued token's <c>jti</c>; credentials appear by name only. The schema is in docs/audit.md.
 /// </summary>
 public sealed class AuditEvent
 {
@@ -19,6 +20,9 @@ public sealed class AuditEvent
     public string? RepositoryId { get; set; }
     public string? Repository { get; set; }
     public string? RunId { get; set; }
+
+    /// <summary>The job token's <c>runner_environment</c> claim (<c>github-hosted</c>, <c>self-hosted</c>, ...), when present.</summary>
+    public string? RunnerEnvironment { get; set; }
     public string? JobTokenJti { get; set; }
     public string? JobTokenSha256 { get; set; }
 
@@ -62,7 +66,10 @@ public sealed class AuditEvent
     public static string Hash(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
 }
 
-/// <summary>Where audit events go. The default writes one JSON object per line to the <c>TokenBroker.Audit</c> log category.</summary>
+/// <summary>
+/// Where audit events go. The broker's sink is <see cref="AuditLogWriter"/> (one JSON line per event on standard output
+/// or in a file); tests and the demo substitute a memory sink.
+/// </summary>
 public interface IAuditSink
 {
     void Write(AuditEvent auditEvent);

@@ -36,6 +36,59 @@ public sealed class BrokerOptions
 
     /// <summary>Who may call <c>POST /introspect</c>. Default: nobody (every call answers 401).</summary>
     public CredentialOptions Introspection { get; set; } = new();
+
+    /// <summary>Where audit events go. Default: one JSON line per event on standard output.</summary>
+    public AuditOptions Audit { get; set; } = new();
+
+    /// <summary>OpenTelemetry (OTLP) export of metrics and traces. Default: off (no exporter).</summary>
+    public TelemetryOptions Telemetry { get; set; } = new();
+}
+
+/// <summary>
+/// The audit log: one JSON object per line, written by a dedicated writer, never through the application log.
+/// </summary>
+public sealed class AuditOptions
+{
+    /// <summary>
+    /// <c>stdout</c> or <c>file</c>. With <c>stdout</c> the application log goes to standard error, so the two streams
+    /// stay separable. Default: <c>stdout</c>.
+    /// </summary>
+    public string Sink { get; set; } = "stdout";
+
+    /// <summary>
+    /// The audit file for <c>Sink: file</c> (required then, not allowed otherwise). Appended to; created with mode 0600;
+    /// reopened on SIGHUP and when it has been renamed or deleted (logrotate), and safe with <c>copytruncate</c>.
+    /// Default: none.
+    /// </summary>
+    public string? Path { get; set; }
+
+    /// <summary>
+    /// Events buffered between the request path and the writer (100 to 1,000,000). When the buffer is full, requests
+    /// wait for the writer rather than drop an event (counted in <c>tokenbroker.audit.blocked</c>). Default: 10,000.
+    /// </summary>
+    public int BufferCapacity { get; set; } = 10_000;
+}
+
+/// <summary>OpenTelemetry export. The <c>TokenBroker</c> meter and activity source exist whether or not it is on.</summary>
+public sealed class TelemetryOptions
+{
+    /// <summary>
+    /// The OTLP collector, e.g. <c>http://otel-collector:4318</c> (http/protobuf; <c>/v1/metrics</c> and
+    /// <c>/v1/traces</c> are appended) or <c>http://otel-collector:4317</c> (grpc). Default: none (no export).
+    /// </summary>
+    public string? OtlpEndpoint { get; set; }
+
+    /// <summary><c>grpc</c> or <c>http/protobuf</c>. Default: <c>http/protobuf</c>.</summary>
+    public string Protocol { get; set; } = "http/protobuf";
+
+    /// <summary>The <c>service.name</c> resource attribute. Default: <c>tokenbroker</c>.</summary>
+    public string ServiceName { get; set; } = "tokenbroker";
+
+    /// <summary>How often metrics are exported (1 second to 10 minutes). Default: 60 seconds.</summary>
+    public TimeSpan MetricExportInterval { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Export traces as well as metrics. Default: true.</summary>
+    public bool Traces { get; set; } = true;
 }
 
 /// <summary>

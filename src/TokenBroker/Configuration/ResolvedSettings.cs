@@ -52,6 +52,12 @@ public sealed record ResolvedSettings
     public required LimitsOptions Limits { get; init; }
     public required ExchangeOptions Exchange { get; init; }
 
+    /// <summary>Audit sink settings (checked).</summary>
+    public AuditOptions Audit { get; init; } = new();
+
+    /// <summary>OTLP export settings (checked); <c>OtlpEndpoint</c> null means no export.</summary>
+    public TelemetryOptions Telemetry { get; init; } = new();
+
     /// <summary>Start-up warnings (development defaults, insecure settings).</summary>
     public required IReadOnlyList<string> Warnings { get; init; }
 

@@ -282,6 +282,8 @@ public static partial class SettingsResolver
         }
 
         CheckRange(errors, "Exchange:RetryAfterSeconds", options.Exchange.RetryAfterSeconds, 1, 3600);
+        ResolveAudit(options.Audit, errors);
+        ResolveTelemetry(options.Telemetry, errors);
 
         if (errors.Count > 0 || issuer is null)
         {
@@ -309,6 +311,8 @@ public static partial class SettingsResolver
             IntrospectionCredentials = introspectionCredentials,
             Limits = options.Limits,
             Exchange = options.Exchange,
+            Audit = options.Audit,
+            Telemetry = options.Telemetry,
             Warnings = warnings,
         };
     }
@@ -461,6 +465,64 @@ public static partial class SettingsResolver
         else if (hasEnv && string.IsNullOrEmpty(Environment.GetEnvironmentVariable(key.PinEnvironmentVariable!)))
         {
             errors.Add($"{prefix}:PinEnvironmentVariable: the environment variable '{key.PinEnvironmentVariable}' is not set or empty");
+        }
+    }
+
+    private static void ResolveAudit(AuditOptions audit, List<string> errors)
+    {
+        switch (audit.Sink)
+        {
+            case "stdout":
+                if (!string.IsNullOrEmpty(audit.Path))
+                {
+                    errors.Add("Audit:Path is only used with Audit:Sink 'file'");
+                }
+
+                break;
+            case "file":
+                if (string.IsNullOrWhiteSpace(audit.Path))
+                {
+                    errors.Add("Audit:Path is required with Audit:Sink 'file'");
+                }
+                else if (System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(audit.Path)) is not { } directory || !Directory.Exists(directory))
+                {
+                    errors.Add($"Audit:Path '{audit.Path}': the directory does not exist");
+                }
+                else if (Directory.Exists(audit.Path))
+                {
+                    errors.Add($"Audit:Path '{audit.Path}' is a directory");
+                }
+
+                break;
+            default:
+                errors.Add($"Audit:Sink '{audit.Sink}' must be 'stdout' or 'file'");
+                break;
+        }
+
+        CheckRange(errors, "Audit:BufferCapacity", audit.BufferCapacity, 100, 1_000_000);
+    }
+
+    private static void ResolveTelemetry(TelemetryOptions telemetry, List<string> errors)
+    {
+        if (telemetry.Protocol is not ("grpc" or "http/protobuf"))
+        {
+            errors.Add($"Telemetry:Protocol '{telemetry.Protocol}' must be 'grpc' or 'http/protobuf'");
+        }
+
+        if (!string.IsNullOrEmpty(telemetry.OtlpEndpoint) &&
+            (!Uri.TryCreate(telemetry.OtlpEndpoint, UriKind.Absolute, out var endpoint) || endpoint.Scheme is not ("http" or "https") || !string.IsNullOrEmpty(endpoint.Query) || !string.IsNullOrEmpty(endpoint.UserInfo)))
+        {
+            errors.Add($"Telemetry:OtlpEndpoint '{telemetry.OtlpEndpoint}' must be an absolute http or https URL without query or user info");
+        }
+
+        if (string.IsNullOrWhiteSpace(telemetry.ServiceName) || telemetry.ServiceName.Length > 128 || telemetry.ServiceName.Any(char.IsControl))
+        {
+            errors.Add("Telemetry:ServiceName must be 1 to 128 printable characters");
+        }
+
+        if (telemetry.MetricExportInterval < TimeSpan.FromSeconds(1) || telemetry.MetricExportInterval > TimeSpan.FromMinutes(10))
+        {
+            errors.Add("Telemetry:MetricExportInterval must be between 1 second and 10 minutes");
         }
     }
 

@@ -136,7 +136,7 @@ internal sealed partial class ExchangeHandler
         string token;
         try
         {
-            token = TokenMinter.Mint(mint, keys.ActiveFor(algorithm));
+            token = keys.Mint(mint, algorithm);
         }
         catch (SigningUnavailableException e)
         {

@@ -66,6 +66,7 @@ internal sealed partial class ExchangeHandler(
         audit.RepositoryId = vocabulary.Neutral("repository_id")?.Read(job.Claims);
         audit.Repository = vocabulary.Neutral("repository")?.Read(job.Claims);
         audit.RunId = vocabulary.Neutral("run_id")?.Read(job.Claims);
+        audit.RunnerEnvironment = job.Claims.Get("runner_environment");
 
         // 2. Evaluate the trust rules.
         var ruleSet = rules.Current;
@@ -74,7 +75,13 @@ internal sealed partial class ExchangeHandler(
             return Refuse(audit, BrokerErrors.RulesUnavailable, "no rule set is loaded");
         }
 
-        var decision = PolicyEvaluator.Evaluate(ruleSet, provider.Descriptor, job.Claims, new PolicyRequest(provider.Name, request.Audiences, request.Scopes));
+        PolicyDecision decision;
+        using (var rulesActivity = Hosting.BrokerTracing.Source.StartActivity("rules"))
+        {
+            decision = PolicyEvaluator.Evaluate(ruleSet, provider.Descriptor, job.Claims, new PolicyRequest(provider.Name, request.Audiences, request.Scopes));
+            rulesActivity?.SetTag("tokenbroker.rule", decision.Rule?.Id);
+        }
+
         audit.Rule = decision.Rule?.Id;
         if (!decision.IsGranted)
         {
@@ -153,7 +160,7 @@ internal sealed partial class ExchangeHandler(
         string token;
         try
         {
-            token = TokenMinter.Mint(mint, keys.ActiveFor(algorithm));
+            token = keys.Mint(mint, algorithm);
         }
         catch (SigningUnavailableException e)
         {

@@ -23,6 +23,7 @@ internal static partial class TokenEndpoints
         ILogger<ExchangeHandler> logger)
     {
         var started = time.GetTimestamp();
+        using var activity = BrokerTracing.Source.StartActivity("exchange");
         var audit = new AuditEvent
         {
             Type = "exchange",
@@ -77,6 +78,7 @@ internal static partial class TokenEndpoints
         finally
         {
             audit.LatencyMs = Math.Round(time.GetElapsedTime(started).TotalMilliseconds, 3);
+            BrokerTracing.Complete(activity, audit);
             auditSink.Write(audit);
         }
     }

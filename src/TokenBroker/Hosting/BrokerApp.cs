@@ -34,6 +34,12 @@ internal sealed record BrokerAppOptions
 
     /// <summary>Lowest log level for the console (the demo keeps it quiet).</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>Adds to the logging set-up after the broker's own (tests capture every log entry).</summary>
+    public Action<ILoggingBuilder>? ConfigureLogging { get; init; }
+
+    /// <summary>Wraps the configured state store (tests inject faults).</summary>
+    public Func<IStateStore, IStateStore>? WrapStateStore { get; init; }
 }
 
 /// <summary>A built host, or every reason it could not be built.</summary>
@@ -87,15 +93,18 @@ internal static class BrokerApp
             return new BrokerBuildResult(null, settings, load.Diagnostics.Where(d => d.Severity == RuleSeverity.Error).Select(d => d.ToString()).ToList(), warnings);
         }
 
+        // The application log: one escaped line per entry (SafeConsoleFormatter). With the audit log on stdout it goes
+        // to stderr, so that stdout carries audit events only and the two streams can be shipped separately.
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
+        builder.Logging.AddConsole(o =>
         {
-            o.SingleLine = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-            o.UseUtcTimestamp = true;
+            o.FormatterName = SafeConsoleFormatter.FormatterName;
+            o.LogToStandardErrorThreshold = settings.Audit.Sink == "stdout" ? LogLevel.Trace : LogLevel.None;
         });
+        builder.Logging.AddConsoleFormatter<SafeConsoleFormatter, Microsoft.Extensions.Logging.Console.ConsoleFormatterOptions>();
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        options.ConfigureLogging?.Invoke(builder.Logging);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -110,16 +119,17 @@ internal static class BrokerApp
         services.AddSingleton(keys);
         services.AddSingleton(rules);
         services.AddSingleton(_ => ProviderRegistry.CreateHttpClient());
-        services.AddSingleton(sp => new ProviderRegistry(settings, sp.GetRequiredService<HttpClient>(), time));
-        if (settings.StateStore == "redis")
+        services.AddSingleton<BrokerMetrics>();
+        services.AddSingleton(sp => new ProviderRegistry(settings, sp.GetRequiredService<HttpClient>(), time, sp.GetRequiredService<BrokerMetrics>()));
+        services.AddSingleton<IStateStore>(sp =>
         {
             // Connecting does not fail when Redis is down: the store fails closed (503) and reconnects by itself.
-            services.AddSingleton<IStateStore>(sp => RedisStateStore.ConnectAsync(settings.State.Redis, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger("TokenBroker.State.Redis")).GetAwaiter().GetResult());
-        }
-        else
-        {
-            services.AddSingleton<IStateStore>(_ => new InMemoryStateStore(time));
-        }
+            IStateStore store = settings.StateStore == "redis"
+                ? RedisStateStore.ConnectAsync(settings.State.Redis, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger("TokenBroker.State.Redis")).GetAwaiter().GetResult()
+                : new InMemoryStateStore(time);
+            store = options.WrapStateStore?.Invoke(store) ?? store;
+            return new InstrumentedStateStore(store, sp.GetRequiredService<BrokerMetrics>());
+        });
 
         services.AddSingleton<BlockCache>();
         services.AddHostedService(sp => sp.GetRequiredService<BlockCache>());
@@ -128,7 +138,6 @@ internal static class BrokerApp
         services.AddSingleton<IssuedTokenVerifier>();
         services.AddSingleton<AdminContext>();
         services.AddHostedService<ProviderWarmUp>();
-        services.AddSingleton<BrokerMetrics>();
         services.AddSingleton<RuleReloader>();
         services.AddHostedService<RuleWatchService>();
         services.AddSingleton<SubjectTokenValidator>();
@@ -136,17 +145,26 @@ internal static class BrokerApp
         services.AddSingleton<ExchangeRequestReader>();
         services.AddSingleton<ExchangeHandler>();
         services.AddSingleton<DiscoveryDocument>();
-        if (options.AuditSink is not null)
+        if (options.AuditSink is { } testSink)
         {
-            services.AddSingleton(options.AuditSink);
+            services.AddSingleton<IAuditSink>(sp => new AuditDispatcher(testSink, sp.GetRequiredService<BrokerMetrics>()));
         }
         else
         {
-            services.AddSingleton<IAuditSink, LoggerAuditSink>();
+            // Created by the container so that host shutdown disposes it, which drains the buffer to the sink.
+            services.AddSingleton(sp => new AuditLogWriter(settings.Audit, sp.GetRequiredService<BrokerMetrics>(), sp.GetRequiredService<ILogger<AuditLogWriter>>()));
+            services.AddSingleton<IAuditSink>(sp => new AuditDispatcher(sp.GetRequiredService<AuditLogWriter>(), sp.GetRequiredService<BrokerMetrics>()));
+        }
+
+        if (settings.Telemetry.OtlpEndpoint is { Length: > 0 })
+        {
+            services.AddSingleton(_ => OtlpTelemetry.Start(settings.Telemetry));
         }
 
         var app = builder.Build();
         keys.UseLogging(app.Services.GetRequiredService<ILoggerFactory>());
+        keys.UseMetrics(app.Services.GetRequiredService<BrokerMetrics>());
+        app.Services.GetService<OtlpTelemetry>();
         if (settings.PathBase.Length > 0)
         {
             app.UsePathBase(settings.PathBase);

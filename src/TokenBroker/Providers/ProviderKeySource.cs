@@ -27,9 +27,12 @@ internal sealed class ProviderKeySource
     private OpenIdConnectConfiguration? _indexedFor;
     private Dictionary<string, List<JsonWebKey>> _byKid = new(StringComparer.Ordinal);
 
-    public ProviderKeySource(ResolvedProvider provider, HttpClient client, TimeProvider time)
+    private readonly Hosting.BrokerMetrics? _metrics;
+
+    public ProviderKeySource(ResolvedProvider provider, HttpClient client, TimeProvider time, Hosting.BrokerMetrics? metrics = null)
     {
         Provider = provider;
+        _metrics = metrics;
         _time = time;
         _unknownKidInterval = provider.UnknownKeyRefreshInterval;
         Retriever = new BoundedDocumentRetriever(client, provider, time);
@@ -169,12 +172,14 @@ internal sealed class ProviderKeySource
             {
                 var configuration = await FetchAsync(address, retriever, cancel).ConfigureAwait(false);
                 owner.LastFailure = null;
+                owner._metrics?.JwksRefreshed(owner.Provider.Name, ok: true);
                 return configuration;
             }
             catch (Exception e)
             {
                 // ConfigurationManager keeps only a generic message for later callers; keep the cause for operators.
                 owner.LastFailure = e.InnerException is null ? e.Message : $"{e.Message} ({e.InnerException.Message})";
+                owner._metrics?.JwksRefreshed(owner.Provider.Name, ok: false);
                 throw;
             }
         }

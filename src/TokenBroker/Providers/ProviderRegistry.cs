@@ -11,9 +11,9 @@ internal sealed class ProviderRegistry
 {
     private readonly FrozenDictionary<string, ProviderKeySource> _byIssuer;
 
-    public ProviderRegistry(ResolvedSettings settings, HttpClient client, TimeProvider time)
+    public ProviderRegistry(ResolvedSettings settings, HttpClient client, TimeProvider time, Hosting.BrokerMetrics? metrics = null)
     {
-        Sources = settings.Providers.Select(p => new ProviderKeySource(p, client, time)).ToArray();
+        Sources = settings.Providers.Select(p => new ProviderKeySource(p, client, time, metrics)).ToArray();
         _byIssuer = Sources.ToFrozenDictionary(s => s.Provider.Issuer, StringComparer.Ordinal);
         AllAlgorithms = settings.Providers.SelectMany(p => p.Algorithms).ToFrozenSet(StringComparer.Ordinal);
     }

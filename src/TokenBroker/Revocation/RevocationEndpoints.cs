@@ -85,10 +85,27 @@ internal static partial class RevocationEndpoints
     /// junk tokens get exactly <c>{"active":false}</c>. When the state store or the block list cannot be trusted
     /// the answer is 503, never <c>active: true</c>.
     /// </summary>
-    private static async Task IntrospectAsync(HttpContext http, IntrospectionCredentials credentials, IssuedTokenVerifier verifier, IStateStore state, BlockCache blocks, ResolvedSettings settings)
+    private static async Task IntrospectAsync(HttpContext http, IntrospectionCredentials credentials, IssuedTokenVerifier verifier, IStateStore state, BlockCache blocks, IAuditSink auditSink, ResolvedSettings settings, TimeProvider time)
     {
-        if (credentials.Set.Authenticate(http.Request) is null)
+        var audit = new AuditEvent { Type = "introspect", RequestId = http.TraceIdentifier, Time = time.GetUtcNow(), ClientIp = http.Connection.RemoteIpAddress?.ToString() };
+        var started = time.GetTimestamp();
+        try
         {
+            await IntrospectCoreAsync(http, credentials, verifier, state, blocks, settings, audit).ConfigureAwait(false);
+        }
+        finally
+        {
+            audit.LatencyMs = Math.Round(time.GetElapsedTime(started).TotalMilliseconds, 3);
+            auditSink.Write(audit);
+        }
+    }
+
+    private static async Task IntrospectCoreAsync(HttpContext http, IntrospectionCredentials credentials, IssuedTokenVerifier verifier, IStateStore state, BlockCache blocks, ResolvedSettings settings, AuditEvent audit)
+    {
+        audit.Actor = credentials.Set.Authenticate(http.Request);
+        if (audit.Actor is null)
+        {
+            Refused(audit, BrokerErrors.Unauthenticated, "no valid introspection credential");
             http.Response.Headers.WWWAuthenticate = credentials.Set.Challenge;
             await TokenEndpoints.WriteErrorAsync(http, BrokerErrors.Unauthenticated, settings.Exchange.RetryAfterSeconds).ConfigureAwait(false);
             return;
@@ -97,46 +114,60 @@ internal static partial class RevocationEndpoints
         var (token, error) = await ReadTokenAsync(http, settings).ConfigureAwait(false);
         if (token is null)
         {
+            Refused(audit, error!, null);
             await TokenEndpoints.WriteErrorAsync(http, error!, settings.Exchange.RetryAfterSeconds).ConfigureAwait(false);
             return;
         }
 
+        audit.TokenSha256 = AuditEvent.Hash(token);
         var verified = verifier.Verify(token);
         if (verified is null)
         {
-            await WriteInactiveAsync(http).ConfigureAwait(false);
+            await WriteInactiveAsync(http, audit, "not a current token of this broker").ConfigureAwait(false);
             return;
         }
 
+        audit.IssuedJti = verified.Jti;
         IssuedTokenRecord? record;
         try
         {
             record = await state.GetIssuedAsync(verified.Jti, http.RequestAborted).ConfigureAwait(false);
         }
-        catch (StateUnavailableException)
+        catch (StateUnavailableException e)
         {
+            Refused(audit, BrokerErrors.StateUnavailable, e.Message);
             await TokenEndpoints.WriteErrorAsync(http, BrokerErrors.StateUnavailable, settings.Exchange.RetryAfterSeconds).ConfigureAwait(false);
             return;
         }
 
+        if (record is not null)
+        {
+            audit.Provider = record.Provider;
+            audit.Rule = record.Rule;
+            audit.RepositoryId = record.RepositoryId;
+            audit.RunId = record.RunId;
+        }
+
         if (record is null || record.RevokedAt is not null)
         {
-            await WriteInactiveAsync(http).ConfigureAwait(false);
+            await WriteInactiveAsync(http, audit, record is null ? "no record of this token (expired or unknown)" : "revoked").ConfigureAwait(false);
             return;
         }
 
         if (!blocks.IsFresh)
         {
+            Refused(audit, BrokerErrors.StateUnavailable, "the block list could not be re-read recently");
             await TokenEndpoints.WriteErrorAsync(http, BrokerErrors.StateUnavailable, settings.Exchange.RetryAfterSeconds).ConfigureAwait(false);
             return;
         }
 
-        if (blocks.Current.FindMatch(record) is not null)
+        if (blocks.Current.FindMatch(record) is { } block)
         {
-            await WriteInactiveAsync(http).ConfigureAwait(false);
+            await WriteInactiveAsync(http, audit, $"blocked by operator block '{block.Id}'").ConfigureAwait(false);
             return;
         }
 
+        audit.Outcome = "active";
         await WriteActiveAsync(http, verified).ConfigureAwait(false);
     }
 
@@ -200,8 +231,10 @@ internal static partial class RevocationEndpoints
         audit.Detail = detail;
     }
 
-    private static async Task WriteInactiveAsync(HttpContext http)
+    private static async Task WriteInactiveAsync(HttpContext http, AuditEvent audit, string detail)
     {
+        audit.Outcome = "inactive";
+        audit.Detail = detail;
         TokenEndpoints.NoStore(http.Response);
         http.Response.ContentType = "application/json";
         await http.Response.Body.WriteAsync("{\"active\":false}"u8.ToArray()).ConfigureAwait(false);

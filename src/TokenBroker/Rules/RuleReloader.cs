@@ -56,7 +56,7 @@ internal sealed partial class RuleReloader
                 var errors = result.Diagnostics.Where(d => d.Severity == RuleSeverity.Error).Select(d => d.ToString()).ToList();
                 _status = _status with { LastFailureTrigger = trigger, LastFailureAt = now, LastFailure = errors };
                 _reloads.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
-                Log.ReloadFailed(_logger, trigger, errors.Count, _status.Version, string.Join(Environment.NewLine, errors));
+                Log.ReloadFailed(_logger, trigger, errors.Count, _status.Version, string.Join(" | ", errors));
             }
             else
             {
@@ -74,7 +74,7 @@ internal sealed partial class RuleReloader
         [LoggerMessage(EventId = 2100, Level = LogLevel.Information, Message = "Rules reloaded ({Trigger}): version {Version}, {RuleCount} rules")]
         public static partial void Reloaded(ILogger logger, string trigger, int version, int ruleCount);
 
-        [LoggerMessage(EventId = 2101, Level = LogLevel.Error, Message = "Rules reload ({Trigger}) failed with {ErrorCount} error(s); keeping version {Version}:\n{Errors}")]
+        [LoggerMessage(EventId = 2101, Level = LogLevel.Error, Message = "Rules reload ({Trigger}) failed with {ErrorCount} error(s); keeping version {Version}: {Errors}")]
         public static partial void ReloadFailed(ILogger logger, string trigger, int errorCount, int version, string errors);
     }
 }

@@ -199,6 +199,37 @@ public sealed class SigningKeyRing : IDisposable
         }
     }
 
+    /// <summary>Counts signatures and signing failures per key from now on.</summary>
+    internal void UseMetrics(Hosting.BrokerMetrics metrics) => _metrics = metrics;
+
+    private Hosting.BrokerMetrics? _metrics;
+
+    /// <summary>
+    /// Mints and signs a token with the active key of <paramref name="algorithm"/>, inside a <c>sign</c> activity, and
+    /// counts it (<c>tokenbroker.key.signatures</c> or <c>tokenbroker.key.sign_failures</c> by kid, alg, source).
+    /// </summary>
+    /// <exception cref="SigningUnavailableException">No active key, or the key cannot sign right now.</exception>
+    internal string Mint(MintRequest request, string algorithm)
+    {
+        using var activity = Hosting.BrokerTracing.Source.StartActivity("sign");
+        var signer = ActiveFor(algorithm);
+        var source = OperatingSystem.IsLinux() && signer is Pkcs11Signer ? "pkcs11" : "local";
+        activity?.SetTag("tokenbroker.kid", signer.KeyId);
+        activity?.SetTag("tokenbroker.alg", signer.Algorithm);
+        try
+        {
+            var token = TokenMinter.Mint(request, signer);
+            _metrics?.Signed(signer.KeyId, signer.Algorithm, source, ok: true);
+            return token;
+        }
+        catch (SigningUnavailableException e)
+        {
+            _metrics?.Signed(signer.KeyId, signer.Algorithm, source, ok: false);
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, e.GetType().Name);
+            throw;
+        }
+    }
+
     /// <summary>Gives HSM signers the host's logging, for faults and reopens at run time.</summary>
     public void UseLogging(ILoggerFactory loggers)
     {

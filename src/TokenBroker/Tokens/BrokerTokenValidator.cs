@@ -23,7 +23,17 @@ internal sealed record VerifiedBrokerToken(
 /// </summary>
 internal sealed class BrokerTokenValidator(IssuedTokenVerifier verifier, IStateStore state, BlockCache blocks)
 {
+    /// <summary>Validates inside a <c>validate</c> activity tagged with the refusal id (never the token).</summary>
     public async ValueTask<BrokerTokenValidation> ValidateAsync(string token, CancellationToken cancel)
+    {
+        using var activity = Hosting.BrokerTracing.Source.StartActivity("validate");
+        activity?.SetTag("tokenbroker.subject_token_type", "broker");
+        var result = await ValidateCoreAsync(token, cancel).ConfigureAwait(false);
+        activity?.SetTag("tokenbroker.error_id", result.Error?.Id);
+        return result;
+    }
+
+    private async ValueTask<BrokerTokenValidation> ValidateCoreAsync(string token, CancellationToken cancel)
     {
         if (verifier.Verify(token) is not { } verified)
         {

@@ -23,7 +23,17 @@ internal sealed class SubjectTokenValidator(ProviderRegistry providers, Resolved
 
     private readonly JwtReadLimits _limits = new(settings.Limits.MaxTokenBytes, settings.Limits.MaxClaims, settings.Limits.MaxJsonDepth);
 
+    /// <summary>Validates inside a <c>validate</c> activity tagged with the provider and the refusal id (never the token).</summary>
     public async ValueTask<SubjectValidation> ValidateAsync(string token, CancellationToken cancel)
+    {
+        using var activity = Hosting.BrokerTracing.Source.StartActivity("validate");
+        var result = await ValidateCoreAsync(token, cancel).ConfigureAwait(false);
+        activity?.SetTag("tokenbroker.provider", result.Token?.Provider.Name);
+        activity?.SetTag("tokenbroker.error_id", result.Error?.Id);
+        return result;
+    }
+
+    private async ValueTask<SubjectValidation> ValidateCoreAsync(string token, CancellationToken cancel)
     {
         var read = JwtReader.Read(token, providers.AllAlgorithms, _limits);
         if (read.Token is null)

@@ -1,0 +1,337 @@
+using System.Runtime.InteropServices;
+using System.Threading.Channels;
+using TokenBroker.Configuration;
+using TokenBroker.Hosting;
+
+namespace TokenBroker.Audit;
+
+/// <summary>
+/// The audit log: one JSON line per event (<see cref="AuditJson"/>) on standard output or in a file, separate from
+/// the application log. Requests hand events to a bounded buffer and a single background writer serialises and
+/// writes them, flushing whenever the buffer runs empty. A full buffer makes the request wait (counted in
+/// <c>tokenbroker.audit.blocked</c>) rather than drop an event; a write that fails is retried once after reopening
+/// the sink, then counted in <c>tokenbroker.audit.write_failures</c> and reported in the application log. Disposal
+/// (host shutdown) drains the buffer; events written after that go straight to the sink.
+/// </summary>
+internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDisposable
+{
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly Channel<AuditEvent> _channel;
+    private readonly AuditOutput _output;
+    private readonly BrokerMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private readonly Task _loop;
+    private int _disposed;
+
+    public AuditLogWriter(AuditOptions options, BrokerMetrics metrics, ILogger<AuditLogWriter> logger)
+        : this(options.Sink == "file" ? new FileAuditOutput(options.Path!) : new StreamAuditOutput(Console.OpenStandardOutput()), options.BufferCapacity, metrics, logger)
+    {
+    }
+
+    internal AuditLogWriter(AuditOutput output, int capacity, BrokerMetrics metrics, ILogger logger)
+    {
+        _output = output;
+        _metrics = metrics;
+        _logger = logger;
+        _channel = Channel.CreateBounded<AuditEvent>(new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
+        _output.Reopened += () => Log.Reopened(_logger, _output.Description);
+        _loop = Task.Run(WriteLoopAsync);
+    }
+
+    public void Write(AuditEvent auditEvent)
+    {
+        if (_channel.Writer.TryWrite(auditEvent))
+        {
+            return;
+        }
+
+        if (Volatile.Read(ref _disposed) == 0)
+        {
+            // Full: wait for room rather than lose the event. The request is slowed, never answered unaudited.
+            _metrics.AuditBlocked();
+            try
+            {
+                _channel.Writer.WriteAsync(auditEvent).AsTask().GetAwaiter().GetResult();
+                return;
+            }
+            catch (ChannelClosedException)
+            {
+                // Shut down while waiting: fall through to a direct write.
+            }
+        }
+
+        lock (_gate)
+        {
+            WriteOne(auditEvent);
+            Flush();
+        }
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var reader = _channel.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            lock (_gate)
+            {
+                while (reader.TryRead(out var auditEvent))
+                {
+                    WriteOne(auditEvent);
+                }
+
+                Flush();
+            }
+        }
+    }
+
+    /// <summary>Writes one line; on an I/O error reopens the sink and tries once more. Called under the gate.</summary>
+    private void WriteOne(AuditEvent auditEvent)
+    {
+        var line = AuditJson.ToLine(auditEvent);
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                _output.Write(line);
+                return;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
+            {
+                if (attempt > 0)
+                {
+                    _metrics.AuditWriteFailed();
+                    Log.WriteFailed(_logger, _output.Description, auditEvent.RequestId, e.Message);
+                    return;
+                }
+
+                _output.Reset();
+            }
+        }
+    }
+
+    private void Flush()
+    {
+        try
+        {
+            _output.Flush();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
+        {
+            _metrics.AuditWriteFailed();
+            Log.WriteFailed(_logger, _output.Description, "(flush)", e.Message);
+            _output.Reset();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _channel.Writer.TryComplete();
+        try
+        {
+            await _loop.WaitAsync(DrainTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            Log.DrainTimedOut(_logger, _output.Description);
+        }
+
+        lock (_gate)
+        {
+            Flush();
+            _output.Dispose();
+        }
+    }
+
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 9001, Level = LogLevel.Error, Message = "Writing the audit log ({Sink}) failed; the event of request {RequestId} is lost: {Reason}")]
+        public static partial void WriteFailed(ILogger logger, string sink, string requestId, string reason);
+
+        [LoggerMessage(EventId = 9002, Level = LogLevel.Information, Message = "Audit log {Sink} reopened")]
+        public static partial void Reopened(ILogger logger, string sink);
+
+        [LoggerMessage(EventId = 9003, Level = LogLevel.Error, Message = "Audit log {Sink}: shutdown did not finish writing buffered events in time")]
+        public static partial void DrainTimedOut(ILogger logger, string sink);
+    }
+}
+
+/// <summary>Where audit lines are written. Calls are serialised by <see cref="AuditLogWriter"/>.</summary>
+internal abstract class AuditOutput : IDisposable
+{
+    /// <summary>Raised after the output was reopened (file rotation).</summary>
+    public event Action? Reopened;
+
+    public abstract string Description { get; }
+
+    public abstract void Write(byte[] line);
+
+    public abstract void Flush();
+
+    /// <summary>Drops the current handle so the next write opens the sink afresh.</summary>
+    public virtual void Reset()
+    {
+    }
+
+    public void Dispose()
+    {
+        Close();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Flushes and releases the sink.</summary>
+    protected abstract void Close();
+
+    protected void OnReopened() => Reopened?.Invoke();
+}
+
+/// <summary>A stream that stays open (standard output, or a test's buffer).</summary>
+internal sealed class StreamAuditOutput(Stream stream) : AuditOutput
+{
+    private readonly BufferedStream _stream = new(stream, 64 * 1024);
+
+    public override string Description => "stdout";
+
+    public override void Write(byte[] line) => _stream.Write(line);
+
+    public override void Flush() => _stream.Flush();
+
+    protected override void Close() => _stream.Flush();
+}
+
+/// <summary>
+/// An append-only file, created with mode 0600. Before each batch it moves to the end of the file (so
+/// <c>copytruncate</c> rotation leaves no hole) and reopens the path when the file it holds is no longer the file
+/// at the path (renamed or deleted by logrotate); SIGHUP reopens it as well.
+/// </summary>
+internal sealed class FileAuditOutput : AuditOutput
+{
+    private readonly string _path;
+    private readonly PosixSignalRegistration? _sighup;
+    private FileStream? _stream;
+    private volatile bool _reopenRequested;
+    private bool _dirty;
+
+    public FileAuditOutput(string path)
+    {
+        _path = Path.GetFullPath(path);
+        _stream = Open();
+        if (!OperatingSystem.IsWindows())
+        {
+            _sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+            {
+                context.Cancel = true; // SIGHUP means "reopen logs and reload rules", not "terminate"
+                _reopenRequested = true;
+            });
+        }
+    }
+
+    public override string Description => _path;
+
+    /// <summary>Asks for a reopen before the next write, as SIGHUP does (tests).</summary>
+    internal void RequestReopen() => _reopenRequested = true;
+
+    public override void Write(byte[] line)
+    {
+        if (_stream is null || _reopenRequested || (!_dirty && IsRotated(_stream)))
+        {
+            Reopen();
+        }
+
+        if (!_dirty)
+        {
+            // Start of a batch: append at the real end even if someone truncated the file (copytruncate).
+            _stream!.Seek(0, SeekOrigin.End);
+            _dirty = true;
+        }
+
+        _stream!.Write(line);
+    }
+
+    public override void Flush()
+    {
+        _stream?.Flush(flushToDisk: false);
+        _dirty = false;
+    }
+
+    public override void Reset()
+    {
+        try
+        {
+            _stream?.Dispose();
+        }
+        catch (IOException)
+        {
+            // The handle is being dropped anyway.
+        }
+
+        _stream = null;
+        _dirty = false;
+    }
+
+    protected override void Close()
+    {
+        _sighup?.Dispose();
+        Reset();
+    }
+
+    private void Reopen()
+    {
+        var wasOpen = _stream is not null;
+        Reset();
+        _reopenRequested = false;
+        _stream = Open();
+        if (wasOpen)
+        {
+            OnReopened();
+        }
+    }
+
+    /// <summary>
+    /// True when the path no longer names the file this handle writes: deleted, or replaced by a file of another
+    /// length (a rotated-in new file). The length comparison is a heuristic that needs no inode access; a new file
+    /// that happens to have the same length is caught at the next batch, and SIGHUP is exact.
+    /// </summary>
+    private bool IsRotated(FileStream stream)
+    {
+        var info = new FileInfo(_path);
+        if (!info.Exists)
+        {
+            return true;
+        }
+
+        try
+        {
+            return info.Length != RandomAccess.GetLength(stream.SafeFileHandle);
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+    }
+
+    private FileStream Open()
+    {
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.OpenOrCreate, // not Append: that forbids seeking to a truncated end
+            Access = FileAccess.Write,
+            Share = FileShare.ReadWrite | FileShare.Delete,
+            BufferSize = 64 * 1024,
+        };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        return new FileStream(_path, options);
+    }
+}
