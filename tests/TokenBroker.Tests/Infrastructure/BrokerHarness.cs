@@ -38,8 +38,12 @@ internal sealed class BrokerHarness : IAsyncDisposable
     /// <summary>The audience job tokens must carry (the broker's issuer URL by default).</summary>
     public string Audience => BrokerIssuer;
 
-    public static async Task<BrokerHarness> StartAsync(IReadOnlyDictionary<string, string?>? extra = null, FakeCiIssuer? sharedIssuer = null, TimeProvider? time = null)
+    public static Task<BrokerHarness> StartAsync(IReadOnlyDictionary<string, string?>? extra = null, FakeCiIssuer? sharedIssuer = null, TimeProvider? time = null) =>
+        StartAsync(new HarnessOptions { Extra = extra, SharedIssuer = sharedIssuer, Time = time });
+
+    public static async Task<BrokerHarness> StartAsync(HarnessOptions options)
     {
+        var (extra, sharedIssuer, time) = (options.Extra, options.SharedIssuer, options.Time);
         var issuer = sharedIssuer ?? await FakeCiIssuer.StartAsync("github", "gitlab");
         var url = $"http://127.0.0.1:{FakeCiIssuer.FreePort()}";
         var settings = DemoCommand.DemoSettings(issuer, url);
@@ -49,7 +53,15 @@ internal sealed class BrokerHarness : IAsyncDisposable
         }
 
         var audit = new DemoCommand.MemoryAuditSink();
-        var built = BrokerApp.Build(new BrokerAppOptions { Overrides = settings, AuditSink = audit, MinimumLogLevel = LogLevel.Warning, Time = time });
+        var built = BrokerApp.Build(new BrokerAppOptions
+        {
+            Overrides = settings,
+            AuditSink = options.RealAuditSink ? null : audit,
+            MinimumLogLevel = options.MinimumLogLevel,
+            Time = time,
+            ConfigureLogging = options.ConfigureLogging,
+            WrapStateStore = options.WrapStateStore,
+        });
         if (built.App is null)
         {
             throw new InvalidOperationException("broker did not build: " + string.Join("; ", built.Errors));
@@ -108,6 +120,20 @@ internal sealed class BrokerHarness : IAsyncDisposable
             await Issuer.DisposeAsync();
         }
     }
+}
+
+/// <summary>How to start a <see cref="BrokerHarness"/>.</summary>
+internal sealed record HarnessOptions
+{
+    public IReadOnlyDictionary<string, string?>? Extra { get; init; }
+    public FakeCiIssuer? SharedIssuer { get; init; }
+    public TimeProvider? Time { get; init; }
+
+    /// <summary>Use the configured audit sink (Audit:Sink) instead of the in-memory one; <see cref="BrokerHarness.Audit"/> stays empty.</summary>
+    public bool RealAuditSink { get; init; }
+    public LogLevel MinimumLogLevel { get; init; } = LogLevel.Warning;
+    public Action<ILoggingBuilder>? ConfigureLogging { get; init; }
+    public Func<TokenBroker.State.IStateStore, TokenBroker.State.IStateStore>? WrapStateStore { get; init; }
 }
 
 /// <summary>A token endpoint answer.</summary>

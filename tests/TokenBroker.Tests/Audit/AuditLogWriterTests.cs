@@ -1,0 +1,223 @@
+using System.Diagnostics.Metrics;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using TokenBroker.Audit;
+using TokenBroker.Configuration;
+using TokenBroker.Hosting;
+
+namespace TokenBroker.Tests.Audit;
+
+/// <summary>The audit writer: one JSON line per event, hostile values cannot break a line, file handling for rotation.</summary>
+[TestFixture]
+public sealed class AuditLogWriterTests
+{
+    private string _dir = null!;
+
+    [SetUp]
+    public void SetUp() => _dir = Directory.CreateTempSubdirectory("tb-audit-").FullName;
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_dir, true);
+
+    private string AuditPath => Path.Combine(_dir, "audit.log");
+
+    private static AuditEvent Event(string requestId, string? repository = null) => new()
+    {
+        Type = "exchange",
+        RequestId = requestId,
+        Time = DateTimeOffset.UnixEpoch,
+        Repository = repository,
+        Outcome = "refused",
+        ErrorId = "TB1201",
+    };
+
+    private AuditLogWriter FileWriter(BrokerMetrics metrics, int capacity = 100) =>
+        new(new AuditOptions { Sink = "file", Path = AuditPath, BufferCapacity = capacity }, metrics, NullLogger<AuditLogWriter>.Instance);
+
+    private string[] Lines() => File.ReadAllText(AuditPath).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+    private static IEnumerable<TestCaseData> HostileValues()
+    {
+        yield return new TestCaseData("acme/app\r\n{\"type\":\"exchange\",\"outcome\":\"issued\"}").SetName("CrLfWithAForgedEvent");
+        yield return new TestCaseData("acme/app\n").SetName("TrailingLineFeed");
+        yield return new TestCaseData("acme/\u001b[2J\u001b[31mapp").SetName("AnsiEscapeSequences");
+        yield return new TestCaseData("acme/\u2028app\u2029").SetName("UnicodeLineAndParagraphSeparators");
+        yield return new TestCaseData("acme/\u0085app\u0000").SetName("NextLineAndNul");
+        yield return new TestCaseData("acme/\"},\"outcome\":\"issued").SetName("QuoteBreakout");
+    }
+
+    [TestCaseSource(nameof(HostileValues))]
+    public void HostileClaimValue_StaysInsideOneLineOfPrintableAscii_AndRoundTrips(string repository)
+    {
+        var line = AuditJson.ToLine(Event("req_1", repository));
+
+        Assert.That(line[^1], Is.EqualTo((byte)'\n'));
+        Assert.That(line[..^1], Has.All.InRange((byte)0x20, (byte)0x7E), "only printable ASCII before the newline");
+        using var parsed = JsonDocument.Parse(line);
+        Assert.That(parsed.RootElement.GetProperty("repository").GetString(), Is.EqualTo(repository));
+        Assert.That(parsed.RootElement.GetProperty("outcome").GetString(), Is.EqualTo("refused"));
+    }
+
+    [Test]
+    public void UnpairedSurrogates_AreReplaced_AndTheEventIsStillWrittenInFull()
+    {
+        var line = AuditJson.ToLine(Event("req_1", "acme/\ud800app\udc00"));
+
+        Assert.That(line[..^1], Has.All.InRange((byte)0x20, (byte)0x7E));
+        using var parsed = JsonDocument.Parse(line);
+        Assert.That(parsed.RootElement.GetProperty("repository").GetString(), Is.EqualTo("acme/\ufffdapp\ufffd"));
+        Assert.That(parsed.RootElement.TryGetProperty("audit_error", out _), Is.False);
+    }
+
+    [Test]
+    public async Task FileSink_IsCreatedWithMode0600_AndAppendsOneLinePerEvent()
+    {
+        File.WriteAllText(AuditPath, "{\"earlier\":true}\n");
+        var fresh = Path.Combine(_dir, "fresh.log");
+        using var metrics = new BrokerMetrics();
+        await using (var writer = FileWriter(metrics))
+        {
+            writer.Write(Event("req_1"));
+            writer.Write(Event("req_2"));
+        }
+
+        await using (var created = new AuditLogWriter(new AuditOptions { Sink = "file", Path = fresh }, metrics, NullLogger<AuditLogWriter>.Instance))
+        {
+            created.Write(Event("req_3"));
+        }
+
+        Assert.That(Lines(), Has.Length.EqualTo(3));
+        Assert.That(Lines()[0], Is.EqualTo("{\"earlier\":true}"), "existing content is kept");
+        Assert.That(Lines()[1..].Select(l => JsonDocument.Parse(l).RootElement.GetProperty("request_id").GetString()), Is.EqualTo(new[] { "req_1", "req_2" }));
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.That(File.GetUnixFileMode(fresh), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite));
+        }
+    }
+
+    [Test]
+    public async Task FileSink_AfterRenameRotation_WritesToANewFileAtThePath()
+    {
+        using var metrics = new BrokerMetrics();
+        await using var writer = FileWriter(metrics);
+        writer.Write(Event("req_before"));
+        await WaitForAsync(() => File.Exists(AuditPath) && Lines().Length == 1);
+
+        File.Move(AuditPath, AuditPath + ".1");
+        writer.Write(Event("req_after"));
+        await WaitForAsync(() => File.Exists(AuditPath) && Lines().Length == 1);
+
+        Assert.That(Lines()[0], Does.Contain("req_after"));
+        Assert.That(File.ReadAllText(AuditPath + ".1"), Does.Contain("req_before").And.Not.Contain("req_after"));
+    }
+
+    [Test]
+    public async Task FileSink_AfterCopyTruncate_AppendsAtTheStartWithoutAHole()
+    {
+        using var metrics = new BrokerMetrics();
+        await using var writer = FileWriter(metrics);
+        writer.Write(Event("req_before"));
+        await WaitForAsync(() => File.Exists(AuditPath) && Lines().Length == 1);
+
+        File.Copy(AuditPath, AuditPath + ".1");
+        using (var truncate = new FileStream(AuditPath, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            truncate.SetLength(0);
+        }
+
+        writer.Write(Event("req_after"));
+        await WaitForAsync(() => new FileInfo(AuditPath).Length > 0);
+
+        var bytes = File.ReadAllBytes(AuditPath);
+        Assert.That(bytes, Has.None.EqualTo((byte)0), "no NUL-filled hole where the old content was");
+        Assert.That(Encoding.UTF8.GetString(bytes), Does.StartWith("{\"type\":\"exchange\",\"request_id\":\"req_after\""));
+    }
+
+    [Test]
+    public async Task FileSink_OnReopenRequest_LikeSighup_ReopensThePath()
+    {
+        using var metrics = new BrokerMetrics();
+        var output = new FileAuditOutput(AuditPath);
+        var reopened = 0;
+        output.Reopened += () => reopened++;
+        await using var writer = new AuditLogWriter(output, 100, metrics, NullLogger.Instance);
+        writer.Write(Event("req_1"));
+        await WaitForAsync(() => File.Exists(AuditPath) && Lines().Length == 1);
+
+        output.RequestReopen();
+        writer.Write(Event("req_2"));
+        await WaitForAsync(() => Lines().Length == 2);
+
+        Assert.That(reopened, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Dispose_DrainsEveryBufferedEvent_AndAFullBufferBlocksInsteadOfDropping()
+    {
+        using var metrics = new BrokerMetrics();
+        var blocked = 0L;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name == "tokenbroker.audit.blocked")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref blocked, value));
+        listener.Start();
+
+        var slow = new SlowStream();
+        var writer = new AuditLogWriter(new StreamAuditOutput(slow), 100, metrics, NullLogger.Instance);
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(t => Task.Run(() =>
+        {
+            for (var i = 0; i < 500; i++)
+            {
+                writer.Write(Event($"req_{t}_{i}"));
+            }
+        })));
+        await writer.DisposeAsync();
+
+        var lines = Encoding.UTF8.GetString(slow.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(2000));
+        Assert.That(lines.Distinct().Count(), Is.EqualTo(2000));
+        Assert.That(Interlocked.Read(ref blocked), Is.GreaterThan(0), "with 2,000 events into a buffer of 100 some requests had to wait");
+
+        // After shutdown an event is written directly rather than lost.
+        writer.Write(Event("req_late"));
+        Assert.That(Encoding.UTF8.GetString(slow.ToArray()), Does.Contain("req_late"));
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(10)), "timed out waiting for the audit writer");
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>A memory stream that takes a little time per write and flush, so the buffer fills.</summary>
+    private sealed class SlowStream : MemoryStream
+    {
+        public override void Flush()
+        {
+            Thread.Sleep(5);
+            base.Flush();
+        }
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            Thread.Sleep(1);
+            base.Write(buffer, offset, count);
+        }
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            Thread.Sleep(1);
+            base.Write(buffer);
+        }
+    }
+}
