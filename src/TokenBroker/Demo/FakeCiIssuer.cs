@@ -50,6 +50,9 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
     /// <summary>When true, discovery and JWKS answer 503 (to test outages).</summary>
     public bool Down { get; set; }
 
+    /// <summary>When set, the body of every JWKS response instead of the keys (to test a provider serving garbage).</summary>
+    public string? JwksOverride { get; set; }
+
     /// <summary>Extra bytes added to every JWKS response (to test size caps).</summary>
     public int JwksPadding { get; set; }
 
@@ -100,7 +103,7 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
                 return Results.StatusCode(fake.Down ? 503 : 404);
             }
 
-            var jwks = keys.Jwks();
+            var jwks = fake.JwksOverride ?? keys.Jwks();
             if (fake.JwksPadding > 0)
             {
                 jwks = jwks[..^1] + ",\"padding\":\"" + new string('p', fake.JwksPadding) + "\"}";
