@@ -77,4 +77,37 @@ public sealed class DocsTests
 
         Assert.That(new[] { "rules validate", "rules lint", "rules explain", "rules test", "rules schema" }, Has.All.Matches<string>(verb => readme.Contains(verb, StringComparison.Ordinal)));
     }
+    [Test]
+    public void ObservabilityDoc_NamesEveryMetricAndTraceTagInTheCode()
+    {
+        var doc = RepoFile("docs/observability.md");
+        var names = Directory.EnumerateFiles(RepoFileDirectory("src"), "*.cs", SearchOption.AllDirectories)
+            .SelectMany(f => Regex.Matches(File.ReadAllText(f), "\"(tokenbroker\\.[a-z_.]+)\"").Select(m => m.Groups[1].Value))
+            .Where(n => n != "tokenbroker.dll")
+            .Distinct()
+            .ToList();
+
+        Assert.That(names, Does.Contain("tokenbroker.exchanges").And.Contain("tokenbroker.exchange.duration"), "the scan finds the instruments");
+        Assert.That(names, Has.All.Matches<string>(n => doc.Contains($"`{n}`", StringComparison.Ordinal)), "every metric and tag name is documented in docs/observability.md");
+    }
+
+    [Test]
+    public void AuditDoc_ListsEveryAuditEventField()
+    {
+        var doc = RepoFile("docs/audit.md");
+        var fields = typeof(TokenBroker.Audit.AuditEvent).GetProperties().Select(p => System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name));
+
+        Assert.That(fields, Has.All.Matches<string>(f => doc.Contains($"| `{f}` |", StringComparison.Ordinal)));
+    }
+
+    private static string RepoFileDirectory(string relative)
+    {
+        var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "TokenBroker.sln")))
+        {
+            dir = dir.Parent;
+        }
+
+        return Path.Combine(dir!.FullName, relative);
+    }
 }
