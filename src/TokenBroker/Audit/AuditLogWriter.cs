@@ -25,6 +25,9 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
     private readonly Task _loop;
     private int _disposed;
 
+    /// <summary>Events written to the output since its last successful flush (lost if that flush fails).</summary>
+    private long _unflushed;
+
     public AuditLogWriter(AuditOptions options, BrokerMetrics metrics, ILogger<AuditLogWriter> logger)
         : this(options.Sink == "file" ? new FileAuditOutput(options.Path!) : new StreamAuditOutput(Console.OpenStandardOutput()), options.BufferCapacity, metrics, logger)
     {
@@ -95,15 +98,24 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
             try
             {
                 _output.Write(line);
+                _unflushed++;
                 return;
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
             {
                 if (attempt > 0)
                 {
-                    _metrics.AuditWriteFailed();
+                    _metrics.AuditWriteFailed(1);
                     Log.WriteFailed(_logger, _output.Description, auditEvent.RequestId, e.Message);
                     return;
+                }
+
+                // Reopening drops whatever the old handle still buffered.
+                if (_unflushed > 0)
+                {
+                    _metrics.AuditWriteFailed(_unflushed);
+                    Log.FlushFailed(_logger, _output.Description, _unflushed, e.Message);
+                    _unflushed = 0;
                 }
 
                 _output.Reset();
@@ -119,10 +131,13 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
         {
-            _metrics.AuditWriteFailed();
-            Log.WriteFailed(_logger, _output.Description, "(flush)", e.Message);
+            // Buffered lines that did not reach the sink are lost: count every one of them.
+            _metrics.AuditWriteFailed(Math.Max(1, _unflushed));
+            Log.FlushFailed(_logger, _output.Description, _unflushed, e.Message);
             _output.Reset();
         }
+
+        _unflushed = 0;
     }
 
     public async ValueTask DisposeAsync()
@@ -155,6 +170,9 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
     {
         [LoggerMessage(EventId = 9001, Level = LogLevel.Error, Message = "Writing the audit log ({Sink}) failed; the event of request {RequestId} is lost: {Reason}")]
         public static partial void WriteFailed(ILogger logger, string sink, string requestId, string reason);
+
+        [LoggerMessage(EventId = 9001, Level = LogLevel.Error, Message = "Writing the audit log ({Sink}) failed; {Count} buffered event(s) are lost: {Reason}")]
+        public static partial void FlushFailed(ILogger logger, string sink, long count, string reason);
 
         [LoggerMessage(EventId = 9002, Level = LogLevel.Information, Message = "Audit log {Sink} reopened")]
         public static partial void Reopened(ILogger logger, string sink);

@@ -162,6 +162,17 @@ internal static class BrokerApp
         }
 
         var app = builder.Build();
+        try
+        {
+            // Open the audit sink now: a file that cannot be opened is a start-up error, not a 500 on every request.
+            app.Services.GetRequiredService<IAuditSink>();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            ((IDisposable)app).Dispose();
+            return new BrokerBuildResult(null, settings, [$"Audit:Path '{settings.Audit.Path}' cannot be opened for writing: {e.Message}"], warnings);
+        }
+
         keys.UseLogging(app.Services.GetRequiredService<ILoggerFactory>());
         keys.UseMetrics(app.Services.GetRequiredService<BrokerMetrics>());
         app.Services.GetService<OtlpTelemetry>();

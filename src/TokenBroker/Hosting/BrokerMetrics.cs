@@ -102,7 +102,7 @@ internal sealed class BrokerMetrics : IDisposable
 
     public void AuditBlocked() => _auditBlocked.Add(1);
 
-    public void AuditWriteFailed() => _auditWriteFailures.Add(1);
+    public void AuditWriteFailed(long events) => _auditWriteFailures.Add(events);
 
     public void Dispose() => Meter.Dispose();
 }

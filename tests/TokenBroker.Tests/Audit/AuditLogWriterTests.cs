@@ -189,6 +189,36 @@ public sealed class AuditLogWriterTests
         Assert.That(Encoding.UTF8.GetString(slow.ToArray()), Does.Contain("req_late"));
     }
 
+    [Test]
+    public async Task SinkThatCannotBeWritten_CountsEveryLostEvent()
+    {
+        Assert.That(File.Exists("/dev/full"), "the test needs /dev/full (Linux)");
+
+        using var metrics = new BrokerMetrics();
+        var failures = 0L;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name == "tokenbroker.audit.write_failures")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref failures, value));
+        listener.Start();
+
+        // /dev/full accepts the open and fails every write with ENOSPC, as a full disk does.
+        await using (var writer = new AuditLogWriter(new AuditOptions { Sink = "file", Path = "/dev/full" }, metrics, NullLogger<AuditLogWriter>.Instance))
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                writer.Write(Event($"req_{i}"));
+            }
+        }
+
+        Assert.That(Interlocked.Read(ref failures), Is.EqualTo(5));
+    }
+
     private static async Task WaitForAsync(Func<bool> condition)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();

@@ -39,4 +39,23 @@ public sealed class ObservabilityConfigurationTests
 
         Assert.That(built.Errors, Has.Some.Contains("Audit:Sink").And.Some.Contains("Telemetry:Protocol"));
     }
+
+    [Test]
+    public void AuditPathThatIsADirectory_StopsStartUp()
+    {
+        var dir = Directory.CreateTempSubdirectory("tb-audit-ro-").FullName;
+        try
+        {
+            var path = Path.Combine(dir, "audit.log");
+            Directory.CreateDirectory(path);
+            var built = Build(new() { ["TokenBroker:Audit:Sink"] = "file", ["TokenBroker:Audit:Path"] = path });
+
+            Assert.That(built.App, Is.Null);
+            Assert.That(built.Errors, Has.Some.Contains("Audit:Path"));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }
