@@ -12,18 +12,17 @@ namespace TokenBroker.Tests.Adversarial;
 [TestFixture]
 public sealed class KidFloodTests
 {
-    private static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
+    /// <summary>The default <c>UnknownKeyRefreshInterval</c>.</summary>
+    private static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
 
+    private readonly SteppableClock _clock = new();
     private BrokerHarness _broker = null!;
     private Attacker _attacker = null!;
 
     [OneTimeSetUp]
     public async Task StartAsync()
     {
-        _broker = await BrokerHarness.StartAsync(new Dictionary<string, string?>
-        {
-            ["TokenBroker:Providers:github:UnknownKeyRefreshInterval"] = Interval.ToString("c", System.Globalization.CultureInfo.InvariantCulture),
-        });
+        _broker = await BrokerHarness.StartAsync(time: _clock);
         _attacker = new Attacker();
         await AdversarialSuiteTests.WarmUpAsync(_broker);
     }
@@ -84,7 +83,10 @@ public sealed class KidFloodTests
         Assert.That(_broker.Issuer.JwksHitsFor("gitlab"), Is.EqualTo(gitlab), "the other provider is untouched");
 
         // After the interval, one more refresh is allowed, and again only one.
-        await Task.Delay(Interval + TimeSpan.FromMilliseconds(200));
+        // IdentityModel's ConfigurationManager also ignores refresh requests less than a second apart on the real clock
+        // (its MinimumRefreshInterval); in production the broker's own interval is far longer than that.
+        _clock.Advance(Interval + TimeSpan.FromSeconds(1));
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
         var beforeThird = _broker.Issuer.JwksHitsFor("github");
         var third = await FloodAsync(50);
 
@@ -92,4 +94,23 @@ public sealed class KidFloodTests
         Assert.That(_broker.Issuer.JwksHitsFor("github") - beforeThird, Is.EqualTo(1), "a new interval allows exactly one refresh (so rotated keys are still picked up)");
         Assert.That(third.Count(r => _broker.AuditFor(r)!.Detail!.Contains("(after a refresh)", StringComparison.Ordinal)), Is.EqualTo(1));
     }
+}
+
+/// <summary>
+/// The system clock, which a test can move forward: both the wall clock and the timestamps that measure intervals.
+/// Job tokens minted on the real clock stay valid across a step of a minute.
+/// </summary>
+internal sealed class SteppableClock : TimeProvider
+{
+    private long _offsetTicks;
+
+    private TimeSpan Offset => TimeSpan.FromTicks(Volatile.Read(ref _offsetTicks));
+
+    public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + Offset;
+
+    public override long TimestampFrequency => System.TimestampFrequency;
+
+    public override long GetTimestamp() => System.GetTimestamp() + (long)(Offset.TotalSeconds * System.TimestampFrequency);
+
+    public void Advance(TimeSpan by) => Interlocked.Add(ref _offsetTicks, by.Ticks);
 }
