@@ -132,6 +132,11 @@ internal static class AdversarialCatalogue
             Upstream = Upstream.AtMostOneRefresh,
             Defence = "keys are looked up only in the JWKS of the provider that `iss` names",
         };
+        yield return Token(c, "this provider's kid and key under the other provider's issuer", k => k.Sign(k.Header(), k.Payload(p => p["iss"] = k.Broker.Issuer.IssuerUrl("gitlab"))), "TB1109") with
+        {
+            Upstream = Upstream.AtMostOneRefresh,
+            Defence = "keys are looked up only in the JWKS of the provider that `iss` names",
+        };
         yield return Token(c, "key of the other trusted provider under this provider's kid", k => k.Broker.Issuer.SignRaw("gitlab", k.Header(), k.Payload()), "TB1110");
         yield return Token(c, "attacker's key under this provider's kid", k => k.Attacker.Sign(k.Header(), k.Payload()), "TB1110");
         yield return Token(c, "tampered payload with the original signature", k => k.Token().Split('.') is var p ? p[0] + "." + JwtParts.B64(JwtParts.Payload(k.Token(fixture: "lookalike_repository")).ToJsonString()) + "." + p[2] : "", "TB1110");
@@ -270,6 +275,7 @@ internal static class AdversarialCatalogue
         yield return ("issuer with a fragment", i => i + "#x");
         yield return ("issuer with userinfo", i => i.Replace("http://", "http://evil@", StringComparison.Ordinal));
         yield return ("issuer with a NUL suffix", i => i + "\0");
+        yield return ("issuer with a Cyrillic homoglyph", i => i.Replace("/github", "/g\u0456thub", StringComparison.Ordinal));
     }
 
     private static string PortVariant(string issuer, Func<int, string?> port)
