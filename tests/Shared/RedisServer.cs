@@ -279,7 +279,8 @@ internal sealed class RedisSentinelGroup : IAsyncDisposable
     public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false)
     {
         RedisServer.RequireRedis();
-        var master = await RedisServer.StartAsync();
+        // No 5 s wait before the first (diskless) full sync of the replica.
+        var master = await RedisServer.StartAsync("--repl-diskless-sync-delay", "0");
         var replica = await RedisServer.StartAsync("--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
         RedisServer? sentinel = null;
         try
