@@ -275,13 +275,17 @@ internal sealed class RedisSentinelGroup : IAsyncDisposable
 
     public RedisServer Sentinel { get; }
 
-    /// <summary>Starts the group; with <paramref name="monitorReplica"/>, the Sentinel is (mis)configured to monitor the replica as the master.</summary>
-    public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false)
+    /// <summary>
+    /// Starts the group. With <paramref name="monitorReplica"/>, the Sentinel is (mis)configured to monitor the replica
+    /// as the master; with <paramref name="writableReplica"/>, the replica accepts local writes, so a test can make it
+    /// miss writes as if replication had lagged.
+    /// </summary>
+    public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false, bool writableReplica = false)
     {
         RedisServer.RequireRedis();
         // No 5 s wait before the first (diskless) full sync of the replica.
         var master = await RedisServer.StartAsync("--repl-diskless-sync-delay", "0");
-        var replica = await RedisServer.StartAsync("--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var replica = await RedisServer.StartAsync("--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--replica-read-only", writableReplica ? "no" : "yes");
         RedisServer? sentinel = null;
         try
         {
