@@ -7,7 +7,7 @@ namespace TokenBroker.State.Redis;
 /// <summary>
 /// Finds and follows the master of a Sentinel-managed group for <see cref="RedisStateStore"/>.
 /// <para>
-/// StackExchange.Redis 1.2.6 can talk to Sentinels (<see cref="CommandMap.Sentinel"/>,
+/// StackExchange.Redis 1.2.6 can talk to Sentinels (a Sentinel command map,
 /// <see cref="IServer.SentinelGetMasterAddressByNameAsync"/>) but does not turn a service name into a data
 /// connection, so this class does: it asks the Sentinels for the master's address, opens a data connection to that
 /// one node, checks that the node answers <c>ROLE</c> with <c>master</c> and only then hands the connection out. It checks again
@@ -19,6 +19,11 @@ namespace TokenBroker.State.Redis;
 internal sealed partial class SentinelMaster : IDisposable
 {
     private const string SwitchMasterChannel = "+switch-master";
+
+    // CommandMap.Sentinel of 1.2.6 lacks AUTH, so a Sentinel password could not be sent; this is the 2.x list.
+    private static readonly CommandMap SentinelCommands = CommandMap.Create(
+        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "auth", "ping", "info", "role", "sentinel", "subscribe", "psubscribe", "unsubscribe", "punsubscribe" },
+        available: true);
 
     private readonly RedisStateOptions _options;
     private readonly Func<EndPoint, Task<ConnectionMultiplexer>> _connectData;
@@ -80,7 +85,7 @@ internal sealed partial class SentinelMaster : IDisposable
         var config = new ConfigurationOptions
         {
             AbortOnConnectFail = false,
-            CommandMap = CommandMap.Sentinel,
+            CommandMap = SentinelCommands,
             TieBreaker = "",
             ConnectTimeout = (int)options.ConnectTimeout.TotalMilliseconds,
             SyncTimeout = Math.Max(1000, (int)options.ConnectTimeout.TotalMilliseconds),

@@ -30,6 +30,9 @@ internal sealed class RedisServer : IAsyncDisposable
 
     public string EndPoint => $"127.0.0.1:{Port}";
 
+    /// <summary>The password <see cref="CliAsync"/> authenticates with, for a server started with <c>--requirepass</c>.</summary>
+    public string? Password { get; set; }
+
     public static async Task<RedisServer> StartAsync(params string[] extraArgs)
     {
         RequireRedis();
@@ -44,7 +47,7 @@ internal sealed class RedisServer : IAsyncDisposable
     /// monitors <paramref name="masterEndPoint"/> as <paramref name="serviceName"/> with quorum 1, a 1 s down-after
     /// and a 3 s failover timeout. Its configuration lives in its own temporary directory, since Sentinel rewrites it.
     /// </summary>
-    public static async Task<RedisServer> StartSentinelAsync(string serviceName, string masterEndPoint)
+    public static async Task<RedisServer> StartSentinelAsync(string serviceName, string masterEndPoint, string? password = null, string? masterPassword = null)
     {
         RequireRedis();
         var directory = Directory.CreateTempSubdirectory("tokenbroker-sentinel-").FullName;
@@ -58,9 +61,11 @@ internal sealed class RedisServer : IAsyncDisposable
             sentinel monitor {serviceName} {host} {masterPort} 1
             sentinel down-after-milliseconds {serviceName} 1000
             sentinel failover-timeout {serviceName} 3000
+            {(password is null ? "" : $"requirepass {password}")}
+            {(masterPassword is null ? "" : $"sentinel auth-pass {serviceName} {masterPassword}")}
 
             """);
-        var sentinel = new RedisServer(port, directory, [], config);
+        var sentinel = new RedisServer(port, directory, [], config) { Password = password };
         await sentinel.StartProcessAsync();
         return sentinel;
     }
@@ -99,7 +104,7 @@ internal sealed class RedisServer : IAsyncDisposable
     public Task RestartAsync() => StartProcessAsync();
 
     /// <summary>Runs <c>redis-cli -p PORT args...</c> and returns its output.</summary>
-    public Task<string> CliAsync(params string[] args) => RunAsync("redis-cli", ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. args]);
+    public Task<string> CliAsync(params string[] args) => RunAsync("redis-cli", ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. (Password is null ? (string[])[] : ["-a", Password, "--no-auth-warning"]), .. args]);
 
     public static async Task<string> RunAsync(string file, IEnumerable<string> args)
     {
@@ -168,7 +173,9 @@ internal sealed class RedisServer : IAsyncDisposable
             await stream.WriteAsync("PING\r\n"u8.ToArray());
             var buffer = new byte[64];
             var n = await stream.ReadAsync(buffer);
-            return Encoding.ASCII.GetString(buffer, 0, n).StartsWith("+PONG", StringComparison.Ordinal);
+            // A server with a password answers, too: it asks for authentication.
+            var answer = Encoding.ASCII.GetString(buffer, 0, n);
+            return answer.StartsWith("+PONG", StringComparison.Ordinal) || answer.StartsWith("-NOAUTH", StringComparison.Ordinal);
         }
         catch (SocketException)
         {
@@ -280,19 +287,23 @@ internal sealed class RedisSentinelGroup : IAsyncDisposable
     /// as the master; with <paramref name="writableReplica"/>, the replica accepts local writes, so a test can make it
     /// miss writes as if replication had lagged.
     /// </summary>
-    public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false, bool writableReplica = false)
+    public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false, bool writableReplica = false, string? dataPassword = null, string? sentinelPassword = null)
     {
         RedisServer.RequireRedis();
+        string[] auth = dataPassword is null ? [] : ["--requirepass", dataPassword, "--masterauth", dataPassword];
+
         // No 5 s wait before the first (diskless) full sync of the replica.
-        var master = await RedisServer.StartAsync("--repl-diskless-sync-delay", "0");
-        var replica = await RedisServer.StartAsync("--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--replica-read-only", writableReplica ? "no" : "yes");
+        var master = await RedisServer.StartAsync(["--repl-diskless-sync-delay", "0", .. auth]);
+        master.Password = dataPassword;
+        var replica = await RedisServer.StartAsync(["--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--replica-read-only", writableReplica ? "no" : "yes", .. auth]);
+        replica.Password = dataPassword;
         RedisServer? sentinel = null;
         try
         {
             await WaitAsync(async () => (await replica.CliAsync("info", "replication")).Contains("master_link_status:up", StringComparison.Ordinal), "the replica did not sync with the master");
 
             // Started after the replica is in sync, so the Sentinel's first INFO of the master lists the replica.
-            sentinel = await RedisServer.StartSentinelAsync(ServiceName, monitorReplica ? replica.EndPoint : master.EndPoint);
+            sentinel = await RedisServer.StartSentinelAsync(ServiceName, monitorReplica ? replica.EndPoint : master.EndPoint, sentinelPassword, dataPassword);
             var group = new RedisSentinelGroup(master, replica, sentinel);
             if (!monitorReplica)
             {

@@ -166,6 +166,30 @@ public sealed class RedisSentinelFailoverTests
     }
 
     [Test]
+    public async Task WithPasswords_TheStoreAuthenticatesToTheSentinelsAndToTheMaster_AndAWrongSentinelPasswordFailsClosed()
+    {
+        await using var group = await RedisSentinelGroup.StartAsync(dataPassword: "data-secret", sentinelPassword: "sentinel-secret");
+        using (var store = await SentinelStores.ConnectAsync(group, o =>
+        {
+            o.Password = "data-secret";
+            o.SentinelPassword = "sentinel-secret";
+        }))
+        {
+            var key = StateStoreContract.ReplayKey("auth");
+            Assert.That(await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), StateStoreContract.Record(key), CancellationToken.None), Is.True);
+            Assert.That((await group.Master.CliAsync("exists", store.ReplayKey(key))).Trim(), Is.EqualTo("1"));
+        }
+
+        using var wrong = await SentinelStores.ConnectAsync(group, o =>
+        {
+            o.Password = "data-secret";
+            o.SentinelPassword = "not-the-password";
+            o.ConnectTimeout = TimeSpan.FromMilliseconds(500);
+        });
+        Assert.That(async () => await wrong.PingAsync(CancellationToken.None), Throws.TypeOf<StateUnavailableException>().With.Message.Contains("no checked master"));
+    }
+
+    [Test]
     public async Task WhenNoSentinelAnswers_TheStoreStartsAndFailsClosed()
     {
         RedisServer.RequireRedis();
