@@ -206,6 +206,12 @@ internal sealed partial class SentinelMaster : IDisposable
         }
 
         await _prepare(connection).ConfigureAwait(false);
+        if (Volatile.Read(ref _disposed))
+        {
+            connection.Dispose();
+            return;
+        }
+
         candidate.Verified = true;
         var old = Interlocked.Exchange(ref _data, candidate);
         Log.MasterFound(_logger, _options.ServiceName!, named.ToString()!);
