@@ -50,6 +50,9 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
     /// <summary>When true, discovery and JWKS answer 503 (to test outages).</summary>
     public bool Down { get; set; }
 
+    /// <summary>How long the JWKS endpoint takes to answer (slow upstream; shutdown tests). Default: none.</summary>
+    public TimeSpan JwksDelay { get; set; }
+
     /// <summary>Extra bytes added to every JWKS response (to test size caps).</summary>
     public int JwksPadding { get; set; }
 
@@ -92,9 +95,14 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
                 ["id_token_signing_alg_values_supported"] = Rs256Only,
             });
         });
-        app.MapGet("/{name}/.well-known/jwks", (string name) =>
+        app.MapGet("/{name}/.well-known/jwks", async (string name) =>
         {
             Interlocked.Increment(ref fake._jwksHits);
+            if (fake.JwksDelay > TimeSpan.Zero)
+            {
+                await Task.Delay(fake.JwksDelay).ConfigureAwait(false);
+            }
+
             if (fake.Down || !fake._issuers.TryGetValue(name, out var keys))
             {
                 return Results.StatusCode(fake.Down ? 503 : 404);
