@@ -144,7 +144,8 @@ internal static class BrokerApp
         services.AddSingleton<ExchangeHandler>();
         services.AddClientRateLimits(settings, time);
         services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.Hosting.ShutdownTimeout);
-        services.AddHostedService<GracefulShutdown>();
+        services.AddSingleton<GracefulShutdown>();
+        services.AddHostedService(sp => sp.GetRequiredService<GracefulShutdown>());
         services.AddSingleton<DiscoveryDocument>();
         if (options.AuditSink is not null)
         {

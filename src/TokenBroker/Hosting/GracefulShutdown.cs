@@ -9,8 +9,17 @@ namespace TokenBroker.Hosting;
 /// </summary>
 internal sealed partial class GracefulShutdown(ResolvedSettings settings, TimeProvider time, ILogger<GracefulShutdown> logger) : IHostedLifecycleService
 {
+    private volatile bool _stopping;
+
+    /// <summary>
+    /// True from the first moment of a stop. The host fires ApplicationStopping only after the lifecycle services'
+    /// StoppingAsync when the stop does not come from a signal, so readiness checks this as well.
+    /// </summary>
+    public bool IsStopping => _stopping;
+
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
+        _stopping = true;
         var delay = settings.Hosting.DrainDelay;
         Log.Stopping(logger, delay.TotalSeconds, settings.Hosting.ShutdownTimeout.TotalSeconds);
         if (delay > TimeSpan.Zero)

@@ -17,11 +17,11 @@ internal static class HealthEndpoints
     public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, BlockCache blocks, ProviderRegistry providers, ResolvedSettings settings, IHostApplicationLifetime lifetime, CancellationToken cancel) =>
+        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, BlockCache blocks, ProviderRegistry providers, ResolvedSettings settings, IHostApplicationLifetime lifetime, GracefulShutdown shutdown, CancellationToken cancel) =>
         {
             var problems = new List<string>();
             var details = new List<string>();
-            if (lifetime.ApplicationStopping.IsCancellationRequested)
+            if (lifetime.ApplicationStopping.IsCancellationRequested || shutdown.IsStopping)
             {
                 // First, so load balancers stop sending new work while in-flight requests drain.
                 problems.Add("stopping: shutting down, draining in-flight requests");
