@@ -366,7 +366,9 @@ public static partial class SettingsResolver
         for (var i = 0; i < proxy.KnownNetworks.Count; i++)
         {
             // Exact CIDR: the address must be the network's first address, so '10.1.2.3/8' is a typo, not 10.0.0.0/8.
-            if (System.Net.IPNetwork.TryParse(proxy.KnownNetworks[i], out var network))
+            var text = proxy.KnownNetworks[i];
+            if (System.Net.IPNetwork.TryParse(text, out var network)
+                && System.Net.IPAddress.TryParse(text.Split('/')[0], out var written) && written.Equals(network.BaseAddress))
             {
                 if (network.PrefixLength == 0)
                 {
