@@ -26,7 +26,7 @@ internal readonly record struct ExchangeOutcome(IssuedToken? Token, BrokerError?
 }
 
 /// <summary>
-/// The exchange pipeline, one readable sequence: authenticate the subject token, evaluate trust rules, mint
+/// The exchange pipeline, one readable sequence: authenticate the subject token, spend the repository budget, evaluate trust rules, mint
 /// claims, record state (replay + issued token, atomically), sign. Expected refusals are values; every path
 /// fills the audit event, which the endpoint writes in a <c>finally</c>.
 /// </summary>
