@@ -177,4 +177,99 @@ public sealed class GracefulShutdownTests
         Assert.That(body, Does.StartWith("stopping:"));
         Assert.That(exchange.Status, Is.EqualTo(HttpStatusCode.OK), "requests are still served while load balancers catch up");
     }
+
+    [Test]
+    public async Task Stop_WithARequestSlowerThanTheShutdownTimeout_EndsAtTheTimeout()
+    {
+        var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
+        issuer.JwksDelay = TimeSpan.FromSeconds(8);
+        try
+        {
+            var broker = await BrokerHarness.StartAsync(new Dictionary<string, string?> { ["TokenBroker:Hosting:ShutdownTimeout"] = "00:00:01" }, sharedIssuer: issuer);
+            var inFlight = broker.ExchangeAsync(broker.GitHubToken(), "https://deploy.internal/payments");
+            await Task.Delay(300);
+
+            var watch = Stopwatch.StartNew();
+            await broker.App.StopAsync();
+            var stopped = watch.Elapsed;
+
+            Assert.That(stopped, Is.LessThan(TimeSpan.FromSeconds(4)), "Hosting:ShutdownTimeout bounds the drain");
+            Assert.That(stopped, Is.GreaterThan(TimeSpan.FromMilliseconds(800)), "the stop did wait for the in-flight request");
+            await Task.WhenAny(inFlight, Task.Delay(TimeSpan.FromSeconds(10)));
+            await broker.DisposeAsync();
+        }
+        finally
+        {
+            await issuer.DisposeAsync();
+        }
+    }
+
+    [Test]
+    public async Task Sigterm_ToTheProcess_DrainsTheInFlightExchangeAndExitsCleanly()
+    {
+        var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
+
+        // Longer than System.CommandLine's own 2-second termination timeout (which must not cut the drain short), shorter than the 5-second fetch timeout.
+        issuer.JwksDelay = TimeSpan.FromSeconds(3.5);
+        var port = FakeCiIssuer.FreePort();
+        var url = $"http://127.0.0.1:{port}";
+        var arguments = new List<string> { typeof(TokenBroker.Hosting.BrokerApp).Assembly.Location, "serve", "--urls", url };
+        arguments.AddRange(DemoCommand.DemoSettings(issuer, url).Where(kv => kv.Key != "urls").Select(kv => $"--{kv.Key}={kv.Value}"));
+        using var process = Process.Start(new ProcessStartInfo("dotnet", arguments) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+        var output = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri(url) };
+            var watch = Stopwatch.StartNew();
+            while (true)
+            {
+                try
+                {
+                    await client.GetAsync(new Uri("/healthz", UriKind.Relative));
+                    break;
+                }
+                catch (HttpRequestException) when (watch.Elapsed < TimeSpan.FromSeconds(30))
+                {
+                    await Task.Delay(200);
+                }
+            }
+
+            // The start-up warm-up is still waiting on the slow JWKS: this exchange waits with it.
+            var token = issuer.Mint("github", Fixtures.Load("github", "push_main_production"), url);
+            using var form = new FormUrlEncodedContent(BrokerHarness.ExchangeForm(token, "https://deploy.internal/payments"));
+            var inFlight = client.PostAsync(new Uri("/token", UriKind.Relative), form);
+            await Task.Delay(300);
+            Assert.That(inFlight.IsCompleted, Is.False, "the exchange must still be running when SIGTERM arrives");
+
+            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            {
+                await kill.WaitForExitAsync();
+            }
+
+            using var response = await inFlight;
+            using var exit = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            await process.WaitForExitAsync(exit.Token);
+
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
+            Assert.That(process.ExitCode, Is.EqualTo(0), () => { lock (output) { return output.ToString(); } });
+            lock (output)
+            {
+                Assert.That(output.ToString(), Does.Contain("Stopping: readiness answers 503"));
+            }
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+
+            await process.WaitForExitAsync();
+            await issuer.DisposeAsync();
+        }
+    }
 }
