@@ -29,6 +29,7 @@ var brokerArgs = new List<string>
 {
     options.BrokerDll, "serve", "--urls", brokerUrl,
     $"--TokenBroker:Issuer={brokerUrl}",
+    "--TokenBroker:RateLimits:Enabled=false",
     "--TokenBroker:Providers:github:Kind=github",
     $"--TokenBroker:Providers:github:Issuer={issuer.IssuerUrl("github")}",
     "--TokenBroker:Providers:github:AllowHttp=true",

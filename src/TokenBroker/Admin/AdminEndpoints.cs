@@ -5,6 +5,7 @@ using TokenBroker.Configuration;
 using TokenBroker.Errors;
 using TokenBroker.Exchange;
 using TokenBroker.Hosting;
+using TokenBroker.RateLimiting;
 using TokenBroker.Security;
 using TokenBroker.State;
 using TokenBroker.Tokens;
@@ -32,7 +33,7 @@ internal static class AdminEndpoints
 
     public static void MapAdminEndpoints(this IEndpointRouteBuilder app)
     {
-        var admin = app.MapGroup("/admin").DisableAntiforgery();
+        var admin = app.MapGroup("/admin").DisableAntiforgery().LimitPerClient("Admin", "admin");
         admin.MapPost("/revoke", (HttpContext http, AdminContext c) => c.RunAsync(http, "admin.revoke", RevokeAsync));
         admin.MapPost("/blocks", (HttpContext http, AdminContext c) => c.RunAsync(http, "admin.block.create", CreateBlockAsync));
         admin.MapGet("/blocks", (HttpContext http, AdminContext c) => c.RunAsync(http, "admin.block.list", ListBlocksAsync));

@@ -67,7 +67,10 @@ internal static class BrokerCli
             return Usage;
         }
 
-        return await result.InvokeAsync(new InvocationConfiguration { Output = output ?? Console.Out, Error = stderr }).ConfigureAwait(false);
+        // ProcessTerminationTimeout = null: System.CommandLine would otherwise answer SIGTERM/SIGINT by returning (exit
+        // 143/130) two seconds later, cutting off in-flight requests. The host's console lifetime handles the signal
+        // instead: readiness flips, requests drain for Hosting:ShutdownTimeout, and serve exits 0.
+        return await result.InvokeAsync(new InvocationConfiguration { Output = output ?? Console.Out, Error = stderr, ProcessTerminationTimeout = null }).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -37,6 +37,18 @@ public sealed class BrokerOptions
     /// <summary>Who may call <c>POST /introspect</c>. Default: nobody (every call answers 401).</summary>
     public CredentialOptions Introspection { get; set; } = new();
 
+    /// <summary>Per-client and per-repository rate limits. Default: on, with the limits stated on each option.</summary>
+    public RateLimitOptions RateLimits { get; set; } = new();
+
+    /// <summary>Trusted reverse proxies. Default: none (forwarded headers are ignored).</summary>
+    public ProxyOptions Proxy { get; set; } = new();
+
+    /// <summary>HTTPS by Kestrel. Default: none (plain http, or Kestrel's own <c>Kestrel:</c> configuration).</summary>
+    public TlsOptions Tls { get; set; } = new();
+
+    /// <summary>Shutdown and readiness. Default: the values stated on each option.</summary>
+    public HostingOptions Hosting { get; set; } = new();
+
     /// <summary>Where audit events go. Default: one JSON line per event on standard output.</summary>
     public AuditOptions Audit { get; set; } = new();
 
@@ -329,4 +341,120 @@ public sealed class ExchangeOptions
 
     /// <summary>The <c>Retry-After</c> sent with 503 answers, in seconds. Default: 5.</summary>
     public int RetryAfterSeconds { get; set; } = 5;
+}
+
+/// <summary>
+/// Rate limits. Every limit is a token bucket: up to <see cref="TokenBucketOptions.Burst"/> requests at once, then
+/// <see cref="TokenBucketOptions.PerMinute"/> a minute on average; a refused request answers 429 with
+/// <c>Retry-After</c> and is never queued. Per-client limits key on the client address (IPv6 by prefix, see
+/// <see cref="IPv6PrefixLength"/>), taken from the connection or, behind a configured proxy, from
+/// <c>X-Forwarded-For</c> (<see cref="BrokerOptions.Proxy"/>). The per-repository limit runs inside the exchange after
+/// the job token's signature has been verified, so forged tokens cannot spend another repository's budget.
+/// </summary>
+public sealed class RateLimitOptions
+{
+    /// <summary>Master switch: false turns every rate limit off (benchmarks; not for production). Default: true.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary><c>POST /token</c> per client address. Default: burst 600, 1,200 a minute (CI fleets often share one NAT address).</summary>
+    public TokenBucketOptions Token { get; set; } = new() { Burst = 600, PerMinute = 1200 };
+
+    /// <summary><c>POST /revoke</c> per client address. Default: burst 600, 1,200 a minute.</summary>
+    public TokenBucketOptions Revoke { get; set; } = new() { Burst = 600, PerMinute = 1200 };
+
+    /// <summary><c>POST /introspect</c> per client address (resource servers may introspect every call). Default: burst 1,000, 6,000 a minute.</summary>
+    public TokenBucketOptions Introspect { get; set; } = new() { Burst = 1000, PerMinute = 6000 };
+
+    /// <summary>The admin API (<c>/admin/...</c>) per client address; also slows credential guessing. Default: burst 30, 120 a minute.</summary>
+    public TokenBucketOptions Admin { get; set; } = new() { Burst = 30, PerMinute = 120 };
+
+    /// <summary>
+    /// Exchanges per provider and repository id (the neutral <c>repository_id</c> claim; the token's <c>sub</c> for a
+    /// provider without one), counted only for job tokens whose signature verified, and for downscoping the presented
+    /// broker token's repository. Default: burst 300, 600 a minute.
+    /// </summary>
+    public TokenBucketOptions Repository { get; set; } = new() { Burst = 300, PerMinute = 600 };
+
+    /// <summary>
+    /// Most clients (or repositories) each limit tracks at once (between 100 and 1,000,000). Idle entries (full
+    /// bucket) are dropped first; beyond the cap, new keys share one overflow bucket of the same size, so memory stays
+    /// bounded under a flood of distinct addresses or repository ids. Default: 10,000.
+    /// </summary>
+    public int MaxTrackedKeys { get; set; } = 10_000;
+
+    /// <summary>IPv6 clients are limited per prefix of this length (between 48 and 128), since one host may hold a whole /64. Default: 64.</summary>
+    public int IPv6PrefixLength { get; set; } = 64;
+}
+
+/// <summary>One token bucket.</summary>
+public sealed class TokenBucketOptions
+{
+    /// <summary>Requests allowed at once (the bucket size), between 0 and 1,000,000; 0 turns this limit off.</summary>
+    public int Burst { get; set; }
+
+    /// <summary>Sustained requests a minute (the refill rate), between 1 and 6,000,000 when Burst is not 0.</summary>
+    public int PerMinute { get; set; }
+}
+
+/// <summary>
+/// Reverse proxies allowed to state the client address (<c>X-Forwarded-For</c>) and scheme
+/// (<c>X-Forwarded-Proto</c>). With none configured these headers are ignored. <c>X-Forwarded-Host</c> is never
+/// honoured: the issuer and every URL in discovery come from <see cref="BrokerOptions.Issuer"/> only.
+/// </summary>
+public sealed class ProxyOptions
+{
+    /// <summary>Addresses of trusted proxies (exact IPv4 or IPv6 addresses). Default: none.</summary>
+    public List<string> KnownProxies { get; set; } = [];
+
+    /// <summary>Networks of trusted proxies in CIDR notation, e.g. <c>10.0.0.0/8</c>. Default: none.</summary>
+    public List<string> KnownNetworks { get; set; } = [];
+
+    /// <summary>
+    /// How many proxy hops to unwind from the right of <c>X-Forwarded-For</c> (between 1 and 10); each hop must itself
+    /// be a trusted proxy before the address to its left is believed. Default: 1.
+    /// </summary>
+    public int ForwardLimit { get; set; } = 1;
+}
+
+/// <summary>HTTPS served by the broker itself (Kestrel). Behind a TLS-terminating proxy, leave this unset.</summary>
+public sealed class TlsOptions
+{
+    /// <summary>
+    /// PEM certificate (chain) file for every <c>https://</c> listen URL. Re-read when the file changes (checked at
+    /// most every 10 seconds), so certificate rotation needs no restart. Default: none.
+    /// </summary>
+    public string? CertificatePath { get; set; }
+
+    /// <summary>PEM private key file of the certificate (unencrypted PKCS#8, SEC1 or PKCS#1). Required with CertificatePath.</summary>
+    public string? KeyPath { get; set; }
+
+    /// <summary>
+    /// <c>Strict-Transport-Security</c> max-age sent on https responses, in seconds (0 to 63,072,000; 0 sends no
+    /// header). Default: 31,536,000 (one year).
+    /// </summary>
+    public int HstsMaxAgeSeconds { get; set; } = 31_536_000;
+}
+
+/// <summary>Start, readiness and shutdown behaviour.</summary>
+public sealed class HostingOptions
+{
+    /// <summary>
+    /// On SIGTERM (or any stop), how long in-flight requests may take to finish before they are cut off (between 1
+    /// second and 10 minutes). Readiness answers 503 from the first moment of the stop. Default: 30 seconds.
+    /// </summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// On a stop, how long the broker keeps accepting new requests while <c>/readyz</c> already answers 503, so that
+    /// load balancers (e.g. Kubernetes endpoints) stop routing to it before the listener closes (between 0 and 1
+    /// minute, and less than ShutdownTimeout). 5 to 10 seconds suits Kubernetes. Default: 0 (close at once).
+    /// </summary>
+    public TimeSpan DrainDelay { get; set; } = TimeSpan.Zero;
+
+    /// <summary>
+    /// True: <c>/readyz</c> fails while any provider has no keys at all. False (default): it fails only when no
+    /// provider has keys; a provider that cannot be reached is reported as degraded, because its outage would
+    /// otherwise take every replica, and every other provider, out of the load balancer at once. Default: false.
+    /// </summary>
+    public bool RequireAllProviderKeys { get; set; }
 }

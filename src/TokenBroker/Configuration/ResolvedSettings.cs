@@ -51,6 +51,10 @@ public sealed record ResolvedSettings
     public required IReadOnlyList<Security.CredentialHash> IntrospectionCredentials { get; init; }
     public required LimitsOptions Limits { get; init; }
     public required ExchangeOptions Exchange { get; init; }
+    public RateLimitOptions RateLimits { get; init; } = new();
+    public ResolvedProxy Proxy { get; init; } = new([], [], 1);
+    public TlsOptions Tls { get; init; } = new();
+    public HostingOptions Hosting { get; init; } = new();
 
     /// <summary>Audit sink settings (checked).</summary>
     public AuditOptions Audit { get; init; } = new();
@@ -63,4 +67,10 @@ public sealed record ResolvedSettings
 
     public IReadOnlyDictionary<string, ProviderDescriptor> ProviderDescriptors =>
         Providers.ToDictionary(p => p.Name, p => p.Descriptor, StringComparer.Ordinal);
+}
+
+/// <summary>Trusted reverse proxies, parsed.</summary>
+public sealed record ResolvedProxy(IReadOnlyList<System.Net.IPAddress> Addresses, IReadOnlyList<System.Net.IPNetwork> Networks, int ForwardLimit)
+{
+    public bool Any => Addresses.Count > 0 || Networks.Count > 0;
 }

@@ -285,6 +285,16 @@ public static partial class SettingsResolver
         ResolveAudit(options.Audit, errors);
         ResolveTelemetry(options.Telemetry, errors);
 
+        ResolveRateLimits(options.RateLimits, errors, warnings);
+        var proxy = ResolveProxy(options.Proxy, errors);
+        ResolveTls(options.Tls, configuration["urls"], errors);
+        CheckSpan(errors, "Hosting:ShutdownTimeout", options.Hosting.ShutdownTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(10));
+        CheckSpan(errors, "Hosting:DrainDelay", options.Hosting.DrainDelay, TimeSpan.Zero, TimeSpan.FromMinutes(1));
+        if (options.Hosting.DrainDelay >= options.Hosting.ShutdownTimeout)
+        {
+            errors.Add("Hosting:DrainDelay must be less than Hosting:ShutdownTimeout (the drain counts against it)");
+        }
+
         if (errors.Count > 0 || issuer is null)
         {
             return null;
@@ -313,8 +323,106 @@ public static partial class SettingsResolver
             Exchange = options.Exchange,
             Audit = options.Audit,
             Telemetry = options.Telemetry,
+            RateLimits = options.RateLimits,
+            Proxy = proxy,
+            Tls = options.Tls,
+            Hosting = options.Hosting,
             Warnings = warnings,
         };
+    }
+
+    private static void ResolveRateLimits(RateLimitOptions limits, List<string> errors, List<string> warnings)
+    {
+        if (!limits.Enabled)
+        {
+            warnings.Add("RateLimits:Enabled is false: no client or repository is rate limited. Benchmarks only.");
+        }
+
+        foreach (var (name, bucket) in new[] { ("Token", limits.Token), ("Revoke", limits.Revoke), ("Introspect", limits.Introspect), ("Admin", limits.Admin), ("Repository", limits.Repository) })
+        {
+            CheckRange(errors, $"RateLimits:{name}:Burst", bucket.Burst, 0, 1_000_000);
+            if (bucket.Burst > 0)
+            {
+                CheckRange(errors, $"RateLimits:{name}:PerMinute", bucket.PerMinute, 1, 6_000_000);
+            }
+        }
+
+        CheckRange(errors, "RateLimits:MaxTrackedKeys", limits.MaxTrackedKeys, 100, 1_000_000);
+        CheckRange(errors, "RateLimits:IPv6PrefixLength", limits.IPv6PrefixLength, 48, 128);
+    }
+
+    private static ResolvedProxy ResolveProxy(ProxyOptions proxy, List<string> errors)
+    {
+        var addresses = new List<System.Net.IPAddress>();
+        for (var i = 0; i < proxy.KnownProxies.Count; i++)
+        {
+            if (System.Net.IPAddress.TryParse(proxy.KnownProxies[i], out var address) && !proxy.KnownProxies[i].Contains('/', StringComparison.Ordinal))
+            {
+                addresses.Add(address);
+            }
+            else
+            {
+                errors.Add($"Proxy:KnownProxies:{i} '{proxy.KnownProxies[i]}' is not an IP address (use KnownNetworks for CIDR ranges)");
+            }
+        }
+
+        var networks = new List<System.Net.IPNetwork>();
+        for (var i = 0; i < proxy.KnownNetworks.Count; i++)
+        {
+            // Exact CIDR: the address must be the network's first address, so '10.1.2.3/8' is a typo, not 10.0.0.0/8.
+            var text = proxy.KnownNetworks[i];
+            if (System.Net.IPNetwork.TryParse(text, out var network)
+                && System.Net.IPAddress.TryParse(text.Split('/')[0], out var written) && written.Equals(network.BaseAddress))
+            {
+                if (network.PrefixLength == 0)
+                {
+                    errors.Add($"Proxy:KnownNetworks:{i} '{proxy.KnownNetworks[i]}' trusts every address; list the proxies' own networks");
+                }
+                else
+                {
+                    networks.Add(network);
+                }
+            }
+            else
+            {
+                errors.Add($"Proxy:KnownNetworks:{i} '{proxy.KnownNetworks[i]}' is not a network in CIDR notation (e.g. 10.0.0.0/8) with no host bits set");
+            }
+        }
+
+        CheckRange(errors, "Proxy:ForwardLimit", proxy.ForwardLimit, 1, 10);
+        return new ResolvedProxy(addresses, networks, proxy.ForwardLimit);
+    }
+
+    private static void ResolveTls(TlsOptions tls, string? urls, List<string> errors)
+    {
+        CheckRange(errors, "Tls:HstsMaxAgeSeconds", tls.HstsMaxAgeSeconds, 0, 63_072_000);
+        var hasCertificate = !string.IsNullOrEmpty(tls.CertificatePath);
+        if (hasCertificate != !string.IsNullOrEmpty(tls.KeyPath))
+        {
+            errors.Add("Tls: set both CertificatePath and KeyPath, or neither");
+            return;
+        }
+
+        var https = (urls ?? string.Empty).Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Any(u => u.StartsWith("https://", StringComparison.OrdinalIgnoreCase));
+        if (!hasCertificate)
+        {
+            return;
+        }
+
+        if (!https)
+        {
+            errors.Add("Tls:CertificatePath is set but no listen URL (urls) is https://");
+        }
+
+        try
+        {
+            using var certificate = Hosting.TlsCertificate.Load(tls.CertificatePath!, tls.KeyPath!);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or ArgumentException)
+        {
+            errors.Add($"Tls: the certificate '{tls.CertificatePath}' with key '{tls.KeyPath}' cannot be loaded: {e.Message}");
+        }
     }
 
     private static void ResolveState(StateOptions state, List<string> errors, List<string> warnings)

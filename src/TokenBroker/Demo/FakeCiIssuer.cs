@@ -57,6 +57,8 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
 
     /// <summary>When set, the body of every JWKS response instead of the keys (to test a provider serving garbage).</summary>
     public string? JwksOverride { get; set; }
+    /// <summary>How long the JWKS endpoint takes to answer (slow upstream; shutdown tests). Default: none.</summary>
+    public TimeSpan JwksDelay { get; set; }
 
     /// <summary>Extra bytes added to every JWKS response (to test size caps).</summary>
     public int JwksPadding { get; set; }
@@ -100,10 +102,15 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
                 ["id_token_signing_alg_values_supported"] = Rs256Only,
             });
         });
-        app.MapGet("/{name}/.well-known/jwks", (string name) =>
+        app.MapGet("/{name}/.well-known/jwks", async (string name) =>
         {
             Interlocked.Increment(ref fake._jwksHits);
             fake._jwksHitsByName.AddOrUpdate(name, 1, (_, n) => n + 1);
+            if (fake.JwksDelay > TimeSpan.Zero)
+            {
+                await Task.Delay(fake.JwksDelay).ConfigureAwait(false);
+            }
+
             if (fake.Down || !fake._issuers.TryGetValue(name, out var keys))
             {
                 return Results.StatusCode(fake.Down ? 503 : 404);

@@ -6,8 +6,8 @@ namespace TokenBroker.Errors;
 /// </summary>
 public sealed record BrokerError(string Id, string Code, int Status, string Description)
 {
-    /// <summary>True for faults the caller should retry (503 with Retry-After).</summary>
-    public bool IsTransient => Status == StatusCodes.Status503ServiceUnavailable;
+    /// <summary>True for refusals the caller should retry (503 and 429, both with Retry-After).</summary>
+    public bool IsTransient => Status is StatusCodes.Status503ServiceUnavailable or StatusCodes.Status429TooManyRequests;
 }
 
 /// <summary>RFC 6749 / RFC 8693 error codes.</summary>

@@ -78,6 +78,11 @@ public static class BrokerErrors
     public static readonly BrokerError AdminNotJson = new("TB1406", InvalidRequest, StatusCodes.Status415UnsupportedMediaType, "The body must be application/json.");
     public static readonly BrokerError TokenParameterMissing = new("TB1407", InvalidRequest, BadRequest, "The token parameter is missing or too large.");
 
+    // TB15xx: rate limits. 429 with Retry-After; temporarily_unavailable because RFC 6749 has no throttling code and
+    // this is the one its clients read as "retry later" (docs/operations.md explains the choice).
+    public static readonly BrokerError ClientRateLimited = new("TB1501", TemporarilyUnavailable, StatusCodes.Status429TooManyRequests, "Too many requests from this client; retry after the time in Retry-After.");
+    public static readonly BrokerError RepositoryRateLimited = new("TB1502", TemporarilyUnavailable, StatusCodes.Status429TooManyRequests, "Too many exchanges for this repository; retry after the time in Retry-After.");
+
     public static readonly BrokerError Internal = new("TB1900", ServerError, StatusCodes.Status500InternalServerError, "Internal error.");
 
     /// <summary>The refusal for a policy outcome other than granted: the exchange and <c>rules explain</c>/<c>test</c> share it.</summary>

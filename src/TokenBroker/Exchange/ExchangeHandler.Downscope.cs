@@ -35,6 +35,10 @@ internal sealed partial class ExchangeHandler
         audit.RepositoryId = parent.Record.RepositoryId;
         audit.RunId = parent.Record.RunId;
         audit.Rule = parent.Record.Rule;
+        if (RepositoryLimited(audit, parent.Record.Provider, parent.Record.RepositoryId, parent.Record.Subject) is { } limited)
+        {
+            return limited;
+        }
 
         var rule = rules.Current?.Rules.FirstOrDefault(r => string.Equals(r.Id, parent.Record.Rule, StringComparison.Ordinal));
         if (rule is null)

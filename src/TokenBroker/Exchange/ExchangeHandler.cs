@@ -5,6 +5,7 @@ using System.Text.Json;
 using TokenBroker.Audit;
 using TokenBroker.Configuration;
 using TokenBroker.Errors;
+using TokenBroker.RateLimiting;
 using TokenBroker.Rules;
 using TokenBroker.Rules.Evaluation;
 using TokenBroker.Signing;
@@ -17,7 +18,7 @@ namespace TokenBroker.Exchange;
 internal sealed record IssuedToken(string AccessToken, string IssuedTokenType, string TokenType, int ExpiresIn, string? Scope);
 
 /// <summary>The outcome of an exchange: a token, or a refusal with operator detail.</summary>
-internal readonly record struct ExchangeOutcome(IssuedToken? Token, BrokerError? Error)
+internal readonly record struct ExchangeOutcome(IssuedToken? Token, BrokerError? Error, int? RetryAfterSeconds = null)
 {
     public static ExchangeOutcome Success(IssuedToken token) => new(token, null);
 
@@ -25,7 +26,7 @@ internal readonly record struct ExchangeOutcome(IssuedToken? Token, BrokerError?
 }
 
 /// <summary>
-/// The exchange pipeline, one readable sequence: authenticate the subject token, evaluate trust rules, mint
+/// The exchange pipeline, one readable sequence: authenticate the subject token, spend the repository budget, evaluate trust rules, mint
 /// claims, record state (replay + issued token, atomically), sign. Expected refusals are values; every path
 /// fills the audit event, which the endpoint writes in a <c>finally</c>.
 /// </summary>
@@ -37,6 +38,7 @@ internal sealed partial class ExchangeHandler(
     SigningKeyRing keys,
     IStateStore state,
     BlockCache blocks,
+    RepositoryRateLimiter repositoryLimit,
     TimeProvider time)
 {
     /// <summary>At most this many rules are listed in a refusal's audit explanation, to bound the audit line.</summary>
@@ -68,7 +70,13 @@ internal sealed partial class ExchangeHandler(
         audit.RunId = vocabulary.Neutral("run_id")?.Read(job.Claims);
         audit.RunnerEnvironment = job.Claims.Get("runner_environment");
 
-        // 2. Evaluate the trust rules.
+        // 2. The repository's budget, spent only by tokens whose signature verified (a forgery cannot spend it).
+        if (RepositoryLimited(audit, provider.Name, audit.RepositoryId, job.Subject) is { } limited)
+        {
+            return limited;
+        }
+
+        // 3. Evaluate the trust rules.
         var ruleSet = rules.Current;
         if (ruleSet is null)
         {
@@ -104,7 +112,7 @@ internal sealed partial class ExchangeHandler(
         var ownerId = vocabulary.Neutral("owner_id")?.Read(job.Claims);
         var now = time.GetUtcNow();
 
-        // 3. Operator blocks, from this replica's copy (no state round trip). A copy that may be outdated fails closed.
+        // 4. Operator blocks, from this replica's copy (no state round trip). A copy that may be outdated fails closed.
         if (!blocks.IsFresh)
         {
             return Refuse(audit, BrokerErrors.StateUnavailable, "the block list could not be re-read recently; refusing rather than missing a block");
@@ -115,7 +123,7 @@ internal sealed partial class ExchangeHandler(
             return Refuse(audit, BrokerErrors.Blocked, $"blocked by operator block '{block.Id}' (created by '{block.CreatedBy}')");
         }
 
-        // 4. Mint the claims. The jti starts with the replay key's shard tag (see StateKeys.ShardTag).
+        // 5. Mint the claims. The jti starts with the replay key's shard tag (see StateKeys.ShardTag).
         var replayKey = ReplayKey(job.Issuer, job.Jti);
         var mint = IssuedClaims.Build(
             settings.Issuer, provider.Descriptor, job.Claims, decision, now, request.RequestedLifetime, StateKeys.ShardTag(replayKey) + TokenMinter.NewJti(), request.RequestedTokenType);
@@ -128,7 +136,7 @@ internal sealed partial class ExchangeHandler(
             return Refuse(audit, BrokerErrors.AlgorithmConflict, $"audiences {string.Join(", ", mint.Audiences)} are configured for different signing algorithms");
         }
 
-        // 5. Record state: the job token is consumed and the issued token registered in one atomic step.
+        // 6. Record state: the job token is consumed and the issued token registered in one atomic step.
         var record = new IssuedTokenRecord
         {
             Jti = mint.Jti,
@@ -156,7 +164,7 @@ internal sealed partial class ExchangeHandler(
             return Refuse(audit, BrokerErrors.Replayed, $"job token jti '{JwtReader.Printable(job.Jti)}' of provider '{provider.Name}' was already exchanged");
         }
 
-        // 6. Sign. If signing fails, give the job token back so the job can retry.
+        // 7. Sign. If signing fails, give the job token back so the job can retry.
         string token;
         try
         {
@@ -197,6 +205,22 @@ internal sealed partial class ExchangeHandler(
             accessToken ? "Bearer" : "N_A",
             (int)lifetime.TotalSeconds,
             scope));
+    }
+
+    /// <summary>
+    /// A refusal when the provider + repository budget is spent, else null. A token without a repository id (an oidc
+    /// provider that maps none) is limited by its subject instead, so it cannot share, and exhaust, one bucket.
+    /// </summary>
+    private ExchangeOutcome? RepositoryLimited(AuditEvent audit, string provider, string? repositoryId, string? subject)
+    {
+        var key = repositoryId is not null ? "repository_id:" + repositoryId : "sub:" + subject;
+        if (repositoryLimit.TryAcquire(provider, key) is not { } retryAfter)
+        {
+            return null;
+        }
+
+        var refusal = Refuse(audit, BrokerErrors.RepositoryRateLimited, $"{repositoryLimit.Limit!.Describe()} exceeded for provider '{provider}' {(repositoryId is not null ? "repository_id '" + JwtReader.Printable(repositoryId) + "'" : "subject '" + JwtReader.Printable(subject ?? "") + "'")}; retry after {retryAfter} s");
+        return refusal with { RetryAfterSeconds = retryAfter };
     }
 
     private static ExchangeOutcome Refuse(AuditEvent audit, BrokerError error, string? detail)

@@ -4,6 +4,7 @@ using TokenBroker.Audit;
 using TokenBroker.Configuration;
 using TokenBroker.Errors;
 using TokenBroker.Hosting;
+using TokenBroker.RateLimiting;
 
 namespace TokenBroker.Exchange;
 
@@ -11,7 +12,7 @@ namespace TokenBroker.Exchange;
 internal static partial class TokenEndpoints
 {
     public static void MapTokenEndpoint(this IEndpointRouteBuilder app) =>
-        app.Map("/token", HandleAsync).WithName("token").DisableAntiforgery();
+        app.Map("/token", HandleAsync).WithName("token").DisableAntiforgery().LimitPerClient("Token", "exchange");
 
     private static async Task HandleAsync(
         HttpContext http,
@@ -54,7 +55,7 @@ internal static partial class TokenEndpoints
             }
             else
             {
-                await WriteErrorAsync(http, outcome.Error!, settings.Exchange.RetryAfterSeconds).ConfigureAwait(false);
+                await WriteErrorAsync(http, outcome.Error!, outcome.RetryAfterSeconds ?? settings.Exchange.RetryAfterSeconds).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)

@@ -5,6 +5,7 @@ using TokenBroker.Configuration;
 using TokenBroker.Discovery;
 using TokenBroker.Exchange;
 using TokenBroker.Providers;
+using TokenBroker.RateLimiting;
 using TokenBroker.Revocation;
 using TokenBroker.Rules;
 using TokenBroker.Rules.Diagnostics;
@@ -105,14 +106,19 @@ internal static class BrokerApp
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         options.ConfigureLogging?.Invoke(builder.Logging);
+        var time = options.Time ?? TimeProvider.System;
+        var tls = settings.Tls.CertificatePath is { } certificatePath ? new TlsCertificate(certificatePath, settings.Tls.KeyPath!, time) : null;
+
+        // The slim builder leaves out Kestrel's https configuration; add it so that Kestrel:Endpoints with certificates work too.
+        builder.WebHost.UseKestrelHttpsConfiguration();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
             k.Limits.MaxRequestBodySize = settings.Limits.MaxRequestBodyBytes;
             k.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
+            TlsCertificate.Configure(k, tls);
         });
 
-        var time = options.Time ?? TimeProvider.System;
         var services = builder.Services;
         services.AddSingleton(time);
         services.AddSingleton(settings);
@@ -143,7 +149,12 @@ internal static class BrokerApp
         services.AddSingleton<SubjectTokenValidator>();
         services.AddSingleton<BrokerTokenValidator>();
         services.AddSingleton<ExchangeRequestReader>();
+        services.AddSingleton<RepositoryRateLimiter>();
         services.AddSingleton<ExchangeHandler>();
+        services.AddClientRateLimits(settings, time);
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.Hosting.ShutdownTimeout);
+        services.AddSingleton<GracefulShutdown>();
+        services.AddHostedService(sp => sp.GetRequiredService<GracefulShutdown>());
         services.AddSingleton<DiscoveryDocument>();
         if (options.AuditSink is { } testSink)
         {
@@ -176,6 +187,13 @@ internal static class BrokerApp
         keys.UseLogging(app.Services.GetRequiredService<ILoggerFactory>());
         keys.UseMetrics(app.Services.GetRequiredService<BrokerMetrics>());
         app.Services.GetService<OtlpTelemetry>();
+        if (tls is not null)
+        {
+            tls.Logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenBroker.Tls");
+        }
+
+        // The client address first (only configured proxies may restate it): rate limits and audit events use it.
+        app.UseTrustedProxies(settings.Proxy);
         if (settings.PathBase.Length > 0)
         {
             app.UsePathBase(settings.PathBase);
@@ -188,6 +206,9 @@ internal static class BrokerApp
             http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
             return next(http);
         });
+        app.UseSecurityHeaders(settings);
+        app.UseRouting();
+        app.UseRateLimiter();
         app.MapTokenEndpoint();
         app.MapDiscoveryEndpoints();
         app.MapHealthEndpoints();

@@ -1,19 +1,31 @@
+using TokenBroker.Configuration;
+using TokenBroker.Providers;
 using TokenBroker.Rules;
 using TokenBroker.Signing;
 using TokenBroker.State;
 
 namespace TokenBroker.Hosting;
 
-/// <summary>Liveness (the process answers) and readiness (rules loaded, signing key usable, state store reachable).</summary>
+/// <summary>
+/// Liveness (the process answers) and readiness: not stopping, rules loaded, signing key usable, state store
+/// reachable, provider keys cached. A provider whose refresh fails while its last good keys are cached is reported
+/// as degraded but stays ready, and so is one with no keys while another provider has some (unless
+/// <c>Hosting:RequireAllProviderKeys</c>): an upstream outage must not take every replica out of the load balancer.
+/// </summary>
 internal static class HealthEndpoints
 {
     public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, BlockCache blocks, CancellationToken cancel) =>
+        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, BlockCache blocks, ProviderRegistry providers, ResolvedSettings settings, IHostApplicationLifetime lifetime, GracefulShutdown shutdown, CancellationToken cancel) =>
         {
             var problems = new List<string>();
             var details = new List<string>();
+            if (lifetime.ApplicationStopping.IsCancellationRequested || shutdown.IsStopping)
+            {
+                // First, so load balancers stop sending new work while in-flight requests drain.
+                problems.Add("stopping: shutting down, draining in-flight requests");
+            }
             if (rules.Current is null)
             {
                 problems.Add("rules: not loaded");
@@ -61,10 +73,64 @@ internal static class HealthEndpoints
                 problems.Add("state: block list not re-read recently");
             }
 
+            await CheckProvidersAsync(providers, settings.Hosting.RequireAllProviderKeys, problems, details, cancel).ConfigureAwait(false);
+
             var detail = string.Join('\n', details);
             return problems.Count == 0
                 ? Results.Text("ready\n" + detail + "\n")
                 : Results.Text(string.Join('\n', problems) + "\n" + detail + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
         });
+    }
+
+    /// <summary>
+    /// The longest a readiness probe waits for a provider's first fetch still in flight (start-up warm-up); below the
+    /// common 1-second probe timeout. A provider whose fetch already failed is reported at once.
+    /// </summary>
+    private static readonly TimeSpan FirstFetchWait = TimeSpan.FromMilliseconds(800);
+
+    private static async Task CheckProvidersAsync(ProviderRegistry providers, bool requireAll, List<string> problems, List<string> details, CancellationToken cancel)
+    {
+        var withKeys = 0;
+        var without = new List<string>();
+        var firstFetches = providers.Sources.Where(s => s.LastSuccessAt is null && s.LastFailureAt is null).ToList();
+        if (firstFetches.Count > 0)
+        {
+            // Right after start: join the warm-up's fetch (ConfigurationManager runs one at a time) for a moment.
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            wait.CancelAfter(FirstFetchWait);
+            try
+            {
+                await Task.WhenAll(firstFetches.Select(s => s.WarmUpAsync(wait.Token))).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancel.IsCancellationRequested)
+            {
+                // Still fetching: reported below as having no keys yet.
+            }
+        }
+
+        foreach (var source in providers.Sources)
+        {
+            var name = source.Provider.Name;
+            if (source.LastSuccessAt is not { } fetchedAt)
+            {
+                without.Add(name);
+                details.Add($"provider {name}: NO KEYS: never fetched{(source.LastFailure is { } why ? $"; last failure at {source.LastFailureAt:O}: {why}" : "")}");
+                continue;
+            }
+
+            withKeys++;
+            details.Add(source.LastFailureAt is { } failedAt
+                ? $"provider {name}: DEGRADED: refresh failed at {failedAt:O} ({source.LastFailure}); serving the last good {source.KeyCount} key(s) fetched at {fetchedAt:O}"
+                : $"provider {name}: {source.KeyCount} key(s) fetched at {fetchedAt:O}");
+        }
+
+        if (providers.Sources.Count > 0 && withKeys == 0)
+        {
+            problems.Add("providers: no provider's keys could be fetched");
+        }
+        else if (requireAll && without.Count > 0)
+        {
+            problems.Add($"providers: no keys for {string.Join(", ", without)} (Hosting:RequireAllProviderKeys)");
+        }
     }
 }

@@ -51,6 +51,15 @@ internal sealed class ProviderKeySource
     /// <summary>Why the last fetch failed, or null after a success (operator detail for 503s).</summary>
     internal string? LastFailure { get; private set; }
 
+    /// <summary>When the last fetch failed (null after a success); readiness reports it.</summary>
+    internal DateTimeOffset? LastFailureAt { get; private set; }
+
+    /// <summary>When keys were last fetched successfully; null while the cache is cold.</summary>
+    internal DateTimeOffset? LastSuccessAt { get; private set; }
+
+    /// <summary>How many keys the last successful fetch returned.</summary>
+    internal int KeyCount { get; private set; }
+
     internal BoundedDocumentRetriever Retriever { get; }
 
     /// <summary>Keys published under <paramref name="kid"/>, refreshing once (rate-limited) when the kid is unknown.</summary>
@@ -173,6 +182,9 @@ internal sealed class ProviderKeySource
                 var configuration = await FetchAsync(address, retriever, cancel).ConfigureAwait(false);
                 owner.LastFailure = null;
                 owner._metrics?.JwksRefreshed(owner.Provider.Name, ok: true);
+                owner.LastFailureAt = null;
+                owner.KeyCount = configuration.JsonWebKeySet.Keys.Count;
+                owner.LastSuccessAt = owner._time.GetUtcNow();
                 return configuration;
             }
             catch (Exception e)
@@ -180,6 +192,7 @@ internal sealed class ProviderKeySource
                 // ConfigurationManager keeps only a generic message for later callers; keep the cause for operators.
                 owner.LastFailure = e.InnerException is null ? e.Message : $"{e.Message} ({e.InnerException.Message})";
                 owner._metrics?.JwksRefreshed(owner.Provider.Name, ok: false);
+                owner.LastFailureAt = owner._time.GetUtcNow();
                 throw;
             }
         }

@@ -4,6 +4,7 @@ using TokenBroker.Configuration;
 using TokenBroker.Errors;
 using TokenBroker.Exchange;
 using TokenBroker.Hosting;
+using TokenBroker.RateLimiting;
 using TokenBroker.Security;
 using TokenBroker.State;
 using TokenBroker.Tokens;
@@ -24,8 +25,8 @@ internal static partial class RevocationEndpoints
 {
     public static void MapRevocationEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/revoke", RevokeAsync).DisableAntiforgery();
-        app.MapPost("/introspect", IntrospectAsync).DisableAntiforgery();
+        app.MapPost("/revoke", RevokeAsync).DisableAntiforgery().LimitPerClient("Revoke", "revoke");
+        app.MapPost("/introspect", IntrospectAsync).DisableAntiforgery().LimitPerClient("Introspect", "introspect");
     }
 
     /// <summary>

@@ -116,11 +116,14 @@ public sealed class ConfigFileTests
         {
             using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
             HttpStatusCode? status = null;
+            var body = string.Empty;
             for (var i = 0; i < 100 && status is null; i++)
             {
                 try
                 {
-                    status = (await client.GetAsync(new Uri("/readyz", UriKind.Relative))).StatusCode;
+                    using var ready = await client.GetAsync(new Uri("/readyz", UriKind.Relative));
+                    status = ready.StatusCode;
+                    body = await ready.Content.ReadAsStringAsync();
                 }
                 catch (HttpRequestException)
                 {
@@ -128,7 +131,9 @@ public sealed class ConfigFileTests
                 }
             }
 
-            Assert.That(status, Is.EqualTo(HttpStatusCode.OK));
+            // The embedded default trusts github.com and gitlab.com. Without egress to them (as in CI sandboxes) no
+            // provider has keys and the broker is rightly not ready; that must be the only reason.
+            Assert.That(status == HttpStatusCode.OK || (status == HttpStatusCode.ServiceUnavailable && body.StartsWith("providers: no provider's keys could be fetched\n", StringComparison.Ordinal)), Is.True, body);
             var metadata = await client.GetStringAsync(new Uri("/.well-known/openid-configuration", UriKind.Relative));
             Assert.That(metadata, Does.Contain($"\"issuer\": \"http://127.0.0.1:{port}\""));
             lock (stderr)
