@@ -160,6 +160,19 @@ public sealed class SigningOptions
     /// TB1303 and <c>/readyz</c> fails. Default: 5 seconds.
     /// </summary>
     public TimeSpan ReopenInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Rotate on a schedule: the keys of each algorithm (other than Standby keys) form a pool, in configured order;
+    /// the first is active from the start and key n (counting from 0) activates at RotateFrom + n x RotateEvery,
+    /// published AnnouncementLeadTime earlier. Computed from configuration alone, so replicas agree without
+    /// coordinating. When a pool runs out its last key keeps signing (a start-up warning says when); keys are never
+    /// reused. Excludes ActivateAt and RetireAt on those keys. Between 1 hour and 3650 days, and longer than
+    /// AnnouncementLeadTime. Default: none (dates from ActivateAt/RetireAt and admin rotations only).
+    /// </summary>
+    public TimeSpan? RotateEvery { get; set; }
+
+    /// <summary>The anchor of <see cref="RotateEvery"/> (ISO 8601 with offset). Required with RotateEvery, not allowed without. Default: none.</summary>
+    public DateTimeOffset? RotateFrom { get; set; }
 }
 
 /// <summary>One signing key.</summary>
@@ -206,6 +219,13 @@ public sealed class SigningKeyOptions
     /// Exchange:ClockSkew, so that every token it signed can still be verified.
     /// </summary>
     public DateTimeOffset? RemoveAt { get; set; }
+
+    /// <summary>
+    /// Held in reserve for <c>POST /admin/keys/rotate</c> (a key generated in the HSM ceremony ahead of need): opened
+    /// and checked at start-up, not published and not signing until an admin rotation promotes it. Needs a KeyId
+    /// (the rotation names it) and no ActivateAt, RetireAt or RemoveAt. Default: false.
+    /// </summary>
+    public bool Standby { get; set; }
 }
 
 /// <summary>One audience that needs a particular signing algorithm.</summary>
