@@ -182,6 +182,15 @@ internal static class KeysCommand
     private static int List(ResolvedSettings settings, DateTimeOffset at, TextWriter output, TextWriter error, TimeProvider time)
     {
         output.WriteLine($"at {at:O}; JWKS max-age {(long)settings.JwksMaxAge.TotalSeconds} s; default algorithm {settings.DefaultAlgorithm}");
+        if (settings.KeyPlan is { RotateEvery: { } every, RotateFrom: { } from })
+        {
+            output.WriteLine($"rotate every {every} from {from:O}");
+        }
+
+        if (settings.SigningKeys.Any(k => k.Standby))
+        {
+            output.WriteLine("dates from configuration only: admin rotations recorded in the state store are not shown (GET /admin/keys shows them)");
+        }
         foreach (var (audience, algorithm) in settings.AudienceAlgorithms)
         {
             output.WriteLine($"audience {audience}: {algorithm}");
@@ -194,7 +203,8 @@ internal static class KeysCommand
             var t = settings.KeyTimelines[i];
             var where = o.Source == "pkcs11" ? Pkcs11UriCheck.Redact(o.Uri!) : o.Source == "file" ? o.Path : "in memory";
             output.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0,-15} {1,-6} {2,-9} {3,-10} {4,-26} {5,-26} {6,-26} {7,-26} {8}",
-                t.Name, t.Algorithm, o.Source, t.StateAt(at).ToString().ToLowerInvariant(), Date(t.PublishAt, "always"), Date(t.ActivateAt, "from start"), Date(t.RetireAt, "never"), Date(t.RemoveAt, "never"),
+                t.Name, t.Algorithm, o.Source, t.StateAt(at).ToString().ToLowerInvariant(),
+                t.Standby ? "on admin rotation" : Date(t.PublishAt, "always"), t.Standby ? "-" : Date(t.ActivateAt, "from start"), t.Standby ? "-" : Date(t.RetireAt, "never"), t.Standby ? "-" : Date(t.RemoveAt, "never"),
                 (o.KeyId ?? "(thumbprint)") + " " + where));
         }
 

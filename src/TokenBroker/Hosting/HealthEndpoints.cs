@@ -10,7 +10,7 @@ internal static class HealthEndpoints
     public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, BlockCache blocks, CancellationToken cancel) =>
+        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, BlockCache blocks, KeyRotationSync rotations, CancellationToken cancel) =>
         {
             var problems = new List<string>();
             var details = new List<string>();
@@ -59,6 +59,11 @@ internal static class HealthEndpoints
             if (!blocks.IsFresh)
             {
                 problems.Add("state: block list not re-read recently");
+            }
+
+            if (!rotations.HasSynced)
+            {
+                problems.Add("signing: key rotations not read from the state store yet");
             }
 
             var detail = string.Join('\n', details);
