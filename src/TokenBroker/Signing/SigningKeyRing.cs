@@ -66,8 +66,11 @@ public sealed class SigningKeyRing : IDisposable
     public KeyPlan? Plan => _plan;
 
     /// <summary>
-    /// Recomputes every key's dates from the configuration plus these admin rotations (a newer version of the shared
-    /// record). An older or equal version than the one applied is ignored, so late readers cannot roll back.
+    /// Recomputes every key's dates from the configuration plus these admin rotations (the shared record as just
+    /// read). The same version as the one applied is a no-op. Any other version is applied, also a lower one:
+    /// after the store lost its data (Redis restarted without persistence) every replica must fall back to the same
+    /// schedule, and new rotations recorded from version 1 again must not be ignored. Reads are serialized by
+    /// <see cref="KeyRotationSync"/>, so an older read cannot overtake a newer one.
     /// </summary>
     /// <returns>False when the rotations do not give a valid schedule; the previous schedule stays and <paramref name="errors"/> says why.</returns>
     public bool ApplyRotations(KeyRotationSet rotations, List<string> errors)
@@ -80,7 +83,7 @@ public sealed class SigningKeyRing : IDisposable
         lock (_rescheduling)
         {
             var current = Volatile.Read(ref _snapshot);
-            if (rotations.Version <= current.Rotations.Version)
+            if (rotations.Version == current.Rotations.Version)
             {
                 return true;
             }
