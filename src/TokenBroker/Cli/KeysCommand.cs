@@ -142,7 +142,7 @@ internal static class KeysCommand
         {
             var options = settings.SigningKeys[i];
             var timeline = settings.KeyTimelines[i];
-            var where = options.Source == "pkcs11" ? Pkcs11UriCheck.Redact(options.Uri!) : options.Source == "file" ? options.Path : "generated";
+            var where = options.Source == "pkcs11" ? Pkcs11UriCheck.Redact(options.Uri!) : options.Source == "file" ? options.Path : options.Source == "aws-kms" ? $"aws-kms {options.KmsKeyId} ({options.Region})" : "generated";
             if (timeline.StateAt(at) == KeyState.Removed)
             {
                 output.WriteLine($"skip {timeline.Name} {options.Algorithm} {where}: removed");
@@ -201,7 +201,7 @@ internal static class KeysCommand
         {
             var o = settings.SigningKeys[i];
             var t = settings.KeyTimelines[i];
-            var where = o.Source == "pkcs11" ? Pkcs11UriCheck.Redact(o.Uri!) : o.Source == "file" ? o.Path : "in memory";
+            var where = o.Source == "pkcs11" ? Pkcs11UriCheck.Redact(o.Uri!) : o.Source == "file" ? o.Path : o.Source == "aws-kms" ? $"aws-kms {o.KmsKeyId} ({o.Region})" : "in memory";
             output.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0,-15} {1,-6} {2,-9} {3,-10} {4,-26} {5,-26} {6,-26} {7,-26} {8}",
                 t.Name, t.Algorithm, o.Source, t.StateAt(at).ToString().ToLowerInvariant(),
                 t.Standby ? "on admin rotation" : Date(t.PublishAt, "always"), t.Standby ? "-" : Date(t.ActivateAt, "from start"), t.Standby ? "-" : Date(t.RetireAt, "never"), t.Standby ? "-" : Date(t.RemoveAt, "never"),

@@ -179,8 +179,9 @@ public sealed class SigningOptions
 public sealed class SigningKeyOptions
 {
     /// <summary>
-    /// <c>file</c> (a PEM private key), <c>pkcs11</c> (a key in an HSM, through OpenSSL's pkcs11 engine; Linux only)
-    /// or <c>generated</c> (a new key in memory at every start; development only). Default: file.
+    /// <c>file</c> (a PEM private key), <c>pkcs11</c> (a key in an HSM, through OpenSSL's pkcs11 engine; Linux only),
+    /// <c>aws-kms</c> (an asymmetric AWS KMS key; experimental) or <c>generated</c> (a new key in memory at every start;
+    /// development only). Default: file.
     /// </summary>
     public string Source { get; set; } = "file";
 
@@ -192,6 +193,18 @@ public sealed class SigningKeyOptions
     /// (<c>type=private</c> is added when absent). Must not hold <c>pin-value</c> or <c>pin-source</c>. Required for pkcs11.
     /// </summary>
     public string? Uri { get; set; }
+
+    /// <summary>For <c>aws-kms</c> keys: the KMS key id, key ARN, alias (<c>alias/tokenbroker</c>) or alias ARN. Required for aws-kms.</summary>
+    public string? KmsKeyId { get; set; }
+
+    /// <summary>For <c>aws-kms</c> keys: the AWS region, e.g. <c>eu-west-1</c>. Required for aws-kms.</summary>
+    public string? Region { get; set; }
+
+    /// <summary>
+    /// For <c>aws-kms</c> keys: an endpoint override (a VPC or FIPS endpoint), an absolute https URL (http only for a
+    /// loopback address). Default: the region's public endpoint. Credentials always come from the standard AWS chain.
+    /// </summary>
+    public string? ServiceUrl { get; set; }
 
     /// <summary>For <c>pkcs11</c> keys: a file holding the user PIN (one trailing newline is ignored). Exactly one of PinFile and PinEnvironmentVariable.</summary>
     public string? PinFile { get; set; }

@@ -196,11 +196,14 @@ public static partial class SettingsResolver
                 case "pkcs11":
                     CheckPkcs11Key(i, key, errors, warnings);
                     break;
+                case "aws-kms":
+                    CheckAwsKmsKey(i, key, errors, warnings);
+                    break;
                 case "generated":
                     warnings.Add($"Signing key {i} is generated in memory at start-up: tokens cannot be verified after a restart and replicas disagree. Development only.");
                     break;
                 default:
-                    errors.Add($"Signing:Keys:{i}:Source '{key.Source}' must be 'file', 'pkcs11' or 'generated'");
+                    errors.Add($"Signing:Keys:{i}:Source '{key.Source}' must be 'file', 'pkcs11', 'aws-kms' or 'generated'");
                     break;
             }
 
@@ -322,6 +325,39 @@ public static partial class SettingsResolver
             Warnings = warnings,
         };
     }
+
+    private static void CheckAwsKmsKey(int i, SigningKeyOptions key, List<string> errors, List<string> warnings)
+    {
+        var prefix = $"Signing:Keys:{i}";
+        if (string.IsNullOrWhiteSpace(key.KmsKeyId) || key.KmsKeyId.Length > 2048 || key.KmsKeyId.Any(char.IsWhiteSpace))
+        {
+            errors.Add($"{prefix}:KmsKeyId is required for an aws-kms key: a key id, key ARN, alias/name or alias ARN");
+        }
+
+        if (string.IsNullOrWhiteSpace(key.Region) || !AwsRegionRegex().IsMatch(key.Region))
+        {
+            errors.Add($"{prefix}:Region is required for an aws-kms key, e.g. eu-west-1");
+        }
+
+        if (key.ServiceUrl is { } url)
+        {
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed) || !string.IsNullOrEmpty(parsed.UserInfo) ||
+                !(parsed.Scheme == Uri.UriSchemeHttps || (parsed.Scheme == Uri.UriSchemeHttp && parsed.IsLoopback)))
+            {
+                errors.Add($"{prefix}:ServiceUrl must be an absolute https URL without credentials (http only for a loopback address)");
+            }
+        }
+
+        if (key.Path is not null || key.Uri is not null || key.PinFile is not null || key.PinEnvironmentVariable is not null)
+        {
+            errors.Add($"{prefix}: Path, Uri, PinFile and PinEnvironmentVariable do not apply to an aws-kms key; credentials come from the standard AWS chain");
+        }
+
+        warnings.Add($"{prefix} is an aws-kms key: KMS signing is experimental");
+    }
+
+    [GeneratedRegex("^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", RegexOptions.CultureInvariant)]
+    private static partial Regex AwsRegionRegex();
 
     /// <summary>Standby keys and Signing:RotateEvery: what each needs and what they exclude.</summary>
     private static void CheckRotationSettings(List<SigningKeyOptions> keys, SigningOptions signing, string store, DateTimeOffset now, List<string> errors, List<string> warnings)

@@ -241,6 +241,8 @@ public sealed class SigningKeyRing : IDisposable
         {
             case "generated":
                 return LocalKeySigner.Generate(key.Algorithm, key.KeyId);
+            case "aws-kms":
+                return AwsKmsSigner.Open(name, key.KmsKeyId!, key.Region!, key.ServiceUrl, key.Algorithm, key.KeyId, TimeSpan.FromSeconds(5));
             case "pkcs11":
                 if (!OperatingSystem.IsLinux())
                 {
