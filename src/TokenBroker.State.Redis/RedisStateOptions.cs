@@ -6,16 +6,39 @@ namespace TokenBroker.State.Redis;
 public sealed class RedisStateOptions
 {
     /// <summary>
-    /// Redis nodes as <c>host:port</c>. One entry for a single server; for Redis Cluster any subset of the masters (the
-    /// rest is discovered); for a Sentinel-managed group, the master and its replicas (the client routes writes to
-    /// whichever node reports the master role). Required for the redis store. Default: none.
+    /// Redis nodes as <c>host:port</c> (port 6379 when omitted). One entry for a single server; for Redis Cluster any
+    /// subset of the masters (the rest is discovered). Either this or <see cref="Sentinels"/> is required for the
+    /// redis store, never both. Default: none.
     /// </summary>
     public List<string> Endpoints { get; set; } = [];
 
-    /// <summary>The Redis password (AUTH). Pass it through an environment variable or a secret file, never a committed file. Default: none.</summary>
+    /// <summary>
+    /// Redis Sentinels as <c>host:port</c> (port 26379 when omitted). The store asks them for the master of
+    /// <see cref="ServiceName"/>, connects to it, checks that it reports the master role, and follows failovers.
+    /// Either this or <see cref="Endpoints"/> is required for the redis store, never both. Default: none.
+    /// </summary>
+    public List<string> Sentinels { get; set; } = [];
+
+    /// <summary>The name the Sentinels monitor the master under (<c>sentinel monitor NAME ...</c>). Required with <see cref="Sentinels"/>, not allowed without. Default: none.</summary>
+    public string? ServiceName { get; set; }
+
+    /// <summary>The Sentinels' own password (their <c>requirepass</c>), when they have one. Only with <see cref="Sentinels"/>. Default: none.</summary>
+    public string? SentinelPassword { get; set; }
+
+    /// <summary>Connect to the Sentinels with TLS. Only with <see cref="Sentinels"/>. Default: the value of <see cref="Ssl"/>.</summary>
+    public bool? SentinelSsl { get; set; }
+
+    /// <summary>
+    /// With <see cref="Sentinels"/>: how often the store asks the Sentinels for the master and checks its role, in
+    /// addition to following <c>+switch-master</c> notifications and re-checking after connection failures and
+    /// <c>READONLY</c> answers. Between 100 milliseconds and 60 seconds. Default: 1 second.
+    /// </summary>
+    public TimeSpan MasterCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The password of the Redis data nodes (AUTH). Pass it through an environment variable or a secret file, never a committed file. Default: none.</summary>
     public string? Password { get; set; }
 
-    /// <summary>Connect with TLS. Default: false.</summary>
+    /// <summary>Connect to the Redis data nodes with TLS. Default: false.</summary>
     public bool Ssl { get; set; }
 
     /// <summary>Prefix of every key and channel, so several brokers can share one Redis. 1 to 32 characters of <c>[A-Za-z0-9:_-]</c>. Default: <c>tb:</c>.</summary>

@@ -10,7 +10,9 @@ using StackExchange.Redis;
 namespace TokenBroker.State.Redis;
 
 /// <summary>
-/// State shared by every broker replica, in Redis (single server, Sentinel-managed group or Cluster).
+/// State shared by every broker replica, in Redis (single server, Sentinel-managed group or Cluster). With
+/// Sentinels, <see cref="SentinelMaster"/> finds the master and follows failovers; the store sends every operation
+/// to the master it hands out, and fails closed while there is none.
 /// <para>
 /// Keys (prefix <c>tb:</c> by default) are designed for Redis Cluster: each operation touches one key, or two keys
 /// that share a hash tag and therefore a slot.
@@ -81,11 +83,29 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         return v
         """;
 
+    // After a failover the new master may have lost the last block changes (replication is asynchronous), so its
+    // version can be lower than one this replica already cached, and a versioned cache would ignore it. Raise the
+    // version above the highest one seen (and notify every replica) so that every cache takes the new master's list.
+    private const string RaiseVersionScript = """
+        local v = tonumber(redis.call('HGET', KEYS[1], '#v') or '0')
+        if v >= tonumber(ARGV[1]) then return v end
+        v = redis.call('HINCRBY', KEYS[1], '#v', tonumber(ARGV[1]) - v + 1)
+        redis.call('PUBLISH', ARGV[2], v)
+        return v
+        """;
+
+    /// <summary>The port of a Sentinel when <see cref="RedisStateOptions.Sentinels"/> names none.</summary>
+    public const int DefaultSentinelPort = 26379;
+
     private const string VersionField = "#v";
     private const string RotationFieldPrefix = "k:";
     private const string BlockFieldPrefix = "b:";
 
-    private readonly ConnectionMultiplexer _redis;
+    // Fixed endpoints (single server, Cluster): one connection for the store's lifetime. Sentinels: _sentinel
+    // hands out the connection to the checked master, and _redis is null.
+    private readonly ConnectionMultiplexer? _redis;
+    private SentinelMaster? _sentinel;
+    private long _highestBlockVersion;
     private readonly RedisStateOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -95,7 +115,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     private readonly RedisKey _rotationsKey;
     private readonly RedisChannel _rotationsChannel;
 
-    private RedisStateStore(ConnectionMultiplexer redis, RedisStateOptions options, TimeProvider time, ILogger logger)
+    private RedisStateStore(ConnectionMultiplexer? redis, RedisStateOptions options, TimeProvider time, ILogger logger)
     {
         _redis = redis;
         _options = options;
@@ -106,15 +126,27 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         _rotationsKey = options.KeyPrefix + "keyrotations";
         _rotationsChannel = new RedisChannel(options.KeyPrefix + "keyrotations", RedisChannel.PatternMode.Literal);
         _pipeline = BuildPipeline(options, time, logger);
+        if (redis is not null)
+        {
+            Watch(redis);
+        }
+    }
 
-        _redis.ConnectionFailed += (_, e) => Log.ConnectionFailed(_logger, e.EndPoint?.ToString() ?? "?", e.FailureType.ToString());
-        _redis.ConnectionRestored += (_, e) =>
+    private void Watch(ConnectionMultiplexer redis)
+    {
+        redis.ConnectionFailed += (_, e) =>
+        {
+            Log.ConnectionFailed(_logger, e.EndPoint?.ToString() ?? "?", e.FailureType.ToString());
+            _sentinel?.RequestCheck();
+        };
+        redis.ConnectionRestored += (_, e) =>
         {
             Log.ConnectionRestored(_logger, e.EndPoint?.ToString() ?? "?");
 
             // Notifications may have been lost while the connection was down: make listeners re-read.
             BlocksChanged?.Invoke();
             KeyRotationsChanged?.Invoke();
+            _sentinel?.RequestCheck();
         };
     }
 
@@ -128,6 +160,32 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     /// </summary>
     public static async Task<RedisStateStore> ConnectAsync(RedisStateOptions options, TimeProvider time, ILogger logger)
     {
+        if (options.Sentinels.Count > 0)
+        {
+            var store = new RedisStateStore(null, options, time, logger);
+            store._sentinel = await SentinelMaster.StartAsync(
+                options,
+                async endpoint =>
+                {
+                    var connection = await ConnectionMultiplexer.ConnectAsync(DataConfiguration(options, [endpoint])).ConfigureAwait(false);
+                    store.Watch(connection);
+                    return connection;
+                },
+                connection => store.SubscribeAsync(connection),
+                store.OnMasterSwitched,
+                time,
+                logger).ConfigureAwait(false);
+            return store;
+        }
+
+        var redis = await ConnectionMultiplexer.ConnectAsync(DataConfiguration(options, options.Endpoints.Select(e => ParseEndPoint(e)))).ConfigureAwait(false);
+        var fixedStore = new RedisStateStore(redis, options, time, logger);
+        await fixedStore.SubscribeAsync(redis).ConfigureAwait(false);
+        return fixedStore;
+    }
+
+    private static ConfigurationOptions DataConfiguration(RedisStateOptions options, IEnumerable<EndPoint> endpoints)
+    {
         var config = new ConfigurationOptions
         {
             AbortOnConnectFail = false,
@@ -140,23 +198,20 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             Password = options.Password,
             Ssl = options.Ssl,
         };
-        foreach (var endpoint in options.Endpoints)
+        foreach (var endpoint in endpoints)
         {
-            config.EndPoints.Add(ParseEndPoint(endpoint));
+            config.EndPoints.Add(endpoint);
         }
 
-        var redis = await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false);
-        var store = new RedisStateStore(redis, options, time, logger);
-        await store.SubscribeAsync().ConfigureAwait(false);
-        return store;
+        return config;
     }
 
-    /// <summary>Parses <c>host:port</c> (an IP literal or a name); the port defaults to 6379.</summary>
-    public static EndPoint ParseEndPoint(string value)
+    /// <summary>Parses <c>host:port</c> (an IP literal or a name); the port defaults to <paramref name="defaultPort"/>.</summary>
+    public static EndPoint ParseEndPoint(string value, int defaultPort = 6379)
     {
         if (IPEndPoint.TryParse(value, out var ip) && (value.Contains(':', StringComparison.Ordinal) || ip.Port != 0))
         {
-            return ip.Port == 0 ? new IPEndPoint(ip.Address, 6379) : ip;
+            return ip.Port == 0 ? new IPEndPoint(ip.Address, defaultPort) : ip;
         }
 
         var colon = value.LastIndexOf(':');
@@ -167,23 +222,73 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
         if (colon < 0 && value.Length > 0)
         {
-            return new DnsEndPoint(value, 6379);
+            return new DnsEndPoint(value, defaultPort);
         }
 
         throw new FormatException($"'{value}' is not host:port");
     }
 
-    private async Task SubscribeAsync()
+    private async Task SubscribeAsync(ConnectionMultiplexer redis)
     {
         try
         {
-            await _redis.GetSubscriber().SubscribeAsync(_blocksChannel, (_, _) => BlocksChanged?.Invoke()).ConfigureAwait(false);
-            await _redis.GetSubscriber().SubscribeAsync(_rotationsChannel, (_, _) => KeyRotationsChanged?.Invoke()).ConfigureAwait(false);
+            await redis.GetSubscriber().SubscribeAsync(_blocksChannel, (_, message) =>
+            {
+                if (message.TryParse(out long version))
+                {
+                    SawBlockVersion(version);
+                }
+
+                BlocksChanged?.Invoke();
+            }).ConfigureAwait(false);
+            await redis.GetSubscriber().SubscribeAsync(_rotationsChannel, (_, _) => KeyRotationsChanged?.Invoke()).ConfigureAwait(false);
         }
         catch (RedisException e)
         {
             // Redis is down at start-up: the client subscribes again when it connects, and the periodic re-sync covers the gap.
             Log.SubscribeFailed(_logger, e.Message);
+        }
+    }
+
+    /// <summary>The store moved to a (new or re-checked) master: align the block version, then make listeners re-read.</summary>
+    private void OnMasterSwitched()
+    {
+        _ = RaiseBlockVersionAsync();
+    }
+
+    private async Task RaiseBlockVersionAsync()
+    {
+        try
+        {
+            var seen = Interlocked.Read(ref _highestBlockVersion);
+            if (seen > 0)
+            {
+                RedisKey[] keys = [_blocksKey];
+                RedisValue[] args = [seen, (string)_blocksChannel!];
+                SawBlockVersion(await RunAsync("block.version", async db => (long)await db.ScriptEvaluateAsync(RaiseVersionScript, keys, args).ConfigureAwait(false), CancellationToken.None).ConfigureAwait(false));
+            }
+        }
+        catch (StateUnavailableException e)
+        {
+            Log.RaiseVersionFailed(_logger, e.Message);
+        }
+
+        BlocksChanged?.Invoke();
+        KeyRotationsChanged?.Invoke();
+    }
+
+    private void SawBlockVersion(long version)
+    {
+        var seen = Interlocked.Read(ref _highestBlockVersion);
+        while (version > seen)
+        {
+            var was = Interlocked.CompareExchange(ref _highestBlockVersion, version, seen);
+            if (was == seen)
+            {
+                return;
+            }
+
+            seen = was;
         }
     }
 
@@ -278,21 +383,26 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         }
 
         blocks.Sort((a, b) => a.CreatedAt != b.CreatedAt ? a.CreatedAt.CompareTo(b.CreatedAt) : string.CompareOrdinal(a.Id, b.Id));
+        SawBlockVersion(version);
         return new BlockSet(version, blocks);
     }
 
-    public ValueTask<long> AddBlockAsync(Block block, CancellationToken cancel)
+    public async ValueTask<long> AddBlockAsync(Block block, CancellationToken cancel)
     {
         RedisKey[] keys = [_blocksKey];
         RedisValue[] args = [BlockFieldPrefix + block.Id, JsonSerializer.Serialize(block, StateJsonContext.Default.Block), (string)_blocksChannel!];
-        return RunAsync("block.add", async db => (long)await db.ScriptEvaluateAsync(AddBlockScript, keys, args).ConfigureAwait(false), cancel);
+        var version = await RunAsync("block.add", async db => (long)await db.ScriptEvaluateAsync(AddBlockScript, keys, args).ConfigureAwait(false), cancel).ConfigureAwait(false);
+        SawBlockVersion(version);
+        return version;
     }
 
     public async ValueTask<bool> RemoveBlockAsync(string id, CancellationToken cancel)
     {
         RedisKey[] keys = [_blocksKey];
         RedisValue[] args = [BlockFieldPrefix + id, (string)_blocksChannel!];
-        return await RunAsync("block.remove", async db => (long)await db.ScriptEvaluateAsync(RemoveBlockScript, keys, args).ConfigureAwait(false), cancel).ConfigureAwait(false) > 0;
+        var version = await RunAsync("block.remove", async db => (long)await db.ScriptEvaluateAsync(RemoveBlockScript, keys, args).ConfigureAwait(false), cancel).ConfigureAwait(false);
+        SawBlockVersion(version);
+        return version > 0;
     }
 
     public async ValueTask<KeyRotationSet> GetKeyRotationsAsync(CancellationToken cancel)
@@ -335,7 +445,28 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         return true;
     }
 
-    public void Dispose() => _redis.Dispose();
+    public void Dispose()
+    {
+        _redis?.Dispose();
+        _sentinel?.Dispose();
+    }
+
+    /// <summary>The data connection operations go to; with Sentinels, only a checked master.</summary>
+    private ConnectionMultiplexer Connection()
+    {
+        if (_redis is not null)
+        {
+            return _redis;
+        }
+
+        if (_sentinel?.Current is { } master)
+        {
+            return master;
+        }
+
+        _sentinel?.RequestCheck();
+        throw new StateUnavailableException($"redis: no checked master for '{_options.ServiceName}' (last known {_sentinel?.CurrentEndPoint ?? "none"}); failover in progress or Sentinels unreachable");
+    }
 
     /// <summary>Runs one operation through the timeout and circuit breaker; every failure becomes <see cref="StateUnavailableException"/>.</summary>
     private async ValueTask<T> RunAsync<T>(string operation, Func<IDatabase, Task<T>> call, CancellationToken cancel)
@@ -343,7 +474,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         try
         {
             // SE.Redis 1.2.6 takes no cancellation token: WaitAsync lets the timeout abandon the wait.
-            return await _pipeline.ExecuteAsync(static async (state, token) => await state.call(state.db).WaitAsync(token).ConfigureAwait(false), (call, db: _redis.GetDatabase()), cancel).ConfigureAwait(false);
+            return await _pipeline.ExecuteAsync(static async (state, token) => await state.call(state.db).WaitAsync(token).ConfigureAwait(false), (call, db: Connection().GetDatabase()), cancel).ConfigureAwait(false);
         }
         catch (TimeoutRejectedException e)
         {
@@ -353,9 +484,25 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         {
             throw new StateUnavailableException($"redis {operation}: circuit open after recent failures", e);
         }
+        catch (RedisServerException e) when (e.Message.StartsWith("READONLY", StringComparison.Ordinal))
+        {
+            // The node was demoted to a replica under us (failover): it refused the write, so nothing was written.
+            _sentinel?.ReportNotMaster();
+            throw new StateUnavailableException($"redis {operation}: the node is no longer the master (READONLY)", e);
+        }
         catch (RedisException e)
         {
+            if (e is RedisConnectionException)
+            {
+                _sentinel?.RequestCheck();
+            }
+
             throw new StateUnavailableException($"redis {operation}: {e.GetType().Name}: {e.Message}", e);
+        }
+        catch (ObjectDisposedException e) when (_sentinel is not null)
+        {
+            // The connection was replaced after a failover while this operation waited on it.
+            throw new StateUnavailableException($"redis {operation}: the connection to the old master was closed", e);
         }
         catch (TimeoutException e)
         {
@@ -454,6 +601,9 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
         [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Subscribing to block and key rotation notifications failed: {Reason}; retried on reconnect")]
         public static partial void SubscribeFailed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 3006, Level = LogLevel.Warning, Message = "Raising the block version on the new master failed: {Reason}; the periodic re-read still runs")]
+        public static partial void RaiseVersionFailed(ILogger logger, string reason);
     }
 }
 

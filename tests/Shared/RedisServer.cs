@@ -15,18 +15,23 @@ internal sealed class RedisServer : IAsyncDisposable
 {
     private readonly string _directory;
     private readonly string[] _extraArgs;
+    private readonly string? _sentinelConfig;
     private Process? _process;
 
-    private RedisServer(int port, string directory, string[] extraArgs)
+    private RedisServer(int port, string directory, string[] extraArgs, string? sentinelConfig = null)
     {
         Port = port;
         _directory = directory;
         _extraArgs = extraArgs;
+        _sentinelConfig = sentinelConfig;
     }
 
     public int Port { get; }
 
     public string EndPoint => $"127.0.0.1:{Port}";
+
+    /// <summary>The password <see cref="CliAsync"/> authenticates with, for a server started with <c>--requirepass</c>.</summary>
+    public string? Password { get; set; }
 
     public static async Task<RedisServer> StartAsync(params string[] extraArgs)
     {
@@ -35,6 +40,34 @@ internal sealed class RedisServer : IAsyncDisposable
         var server = new RedisServer(FreePort(), directory, extraArgs);
         await server.StartProcessAsync();
         return server;
+    }
+
+    /// <summary>
+    /// A Sentinel (<c>redis-server sentinel.conf --sentinel</c>, which every redis-server binary supports) that
+    /// monitors <paramref name="masterEndPoint"/> as <paramref name="serviceName"/> with quorum 1, a 1 s down-after
+    /// and a 3 s failover timeout. Its configuration lives in its own temporary directory, since Sentinel rewrites it.
+    /// </summary>
+    public static async Task<RedisServer> StartSentinelAsync(string serviceName, string masterEndPoint, string? password = null, string? masterPassword = null)
+    {
+        RequireRedis();
+        var directory = Directory.CreateTempSubdirectory("tokenbroker-sentinel-").FullName;
+        var port = FreePort();
+        var (host, masterPort) = (masterEndPoint[..masterEndPoint.LastIndexOf(':')], masterEndPoint[(masterEndPoint.LastIndexOf(':') + 1)..]);
+        var config = Path.Combine(directory, "sentinel.conf");
+        await File.WriteAllTextAsync(config, $"""
+            port {port}
+            bind 127.0.0.1
+            dir {directory}
+            sentinel monitor {serviceName} {host} {masterPort} 1
+            sentinel down-after-milliseconds {serviceName} 1000
+            sentinel failover-timeout {serviceName} 3000
+            {(password is null ? "" : $"requirepass {password}")}
+            {(masterPassword is null ? "" : $"sentinel auth-pass {serviceName} {masterPassword}")}
+
+            """);
+        var sentinel = new RedisServer(port, directory, [], config) { Password = password };
+        await sentinel.StartProcessAsync();
+        return sentinel;
     }
 
     /// <summary>Fails (CI) or ignores (elsewhere) the test when redis-server or redis-cli is not installed.</summary>
@@ -71,7 +104,7 @@ internal sealed class RedisServer : IAsyncDisposable
     public Task RestartAsync() => StartProcessAsync();
 
     /// <summary>Runs <c>redis-cli -p PORT args...</c> and returns its output.</summary>
-    public Task<string> CliAsync(params string[] args) => RunAsync("redis-cli", ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. args]);
+    public Task<string> CliAsync(params string[] args) => RunAsync("redis-cli", ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. (Password is null ? (string[])[] : ["-a", Password, "--no-auth-warning"]), .. args]);
 
     public static async Task<string> RunAsync(string file, IEnumerable<string> args)
     {
@@ -97,7 +130,10 @@ internal sealed class RedisServer : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = _directory,
         };
-        foreach (var arg in (string[])["--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory, "--daemonize", "no", .. _extraArgs])
+        string[] args = _sentinelConfig is not null
+            ? [_sentinelConfig, "--sentinel"]
+            : ["--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory, "--daemonize", "no", .. _extraArgs];
+        foreach (var arg in args)
         {
             info.ArgumentList.Add(arg);
         }
@@ -137,7 +173,9 @@ internal sealed class RedisServer : IAsyncDisposable
             await stream.WriteAsync("PING\r\n"u8.ToArray());
             var buffer = new byte[64];
             var n = await stream.ReadAsync(buffer);
-            return Encoding.ASCII.GetString(buffer, 0, n).StartsWith("+PONG", StringComparison.Ordinal);
+            // A server with a password answers, too: it asks for authentication.
+            var answer = Encoding.ASCII.GetString(buffer, 0, n);
+            return answer.StartsWith("+PONG", StringComparison.Ordinal) || answer.StartsWith("-NOAUTH", StringComparison.Ordinal);
         }
         catch (SocketException)
         {
@@ -219,5 +257,105 @@ internal sealed class RedisCluster : IAsyncDisposable
         {
             await node.DisposeAsync();
         }
+    }
+}
+
+/// <summary>
+/// A Sentinel-managed group on loopback: one master, one replica (<c>--replicaof</c>) and one Sentinel that monitors
+/// the master as <see cref="ServiceName"/> (quorum 1, down after 1 s). Killing the master makes the Sentinel promote
+/// the replica within a few seconds.
+/// </summary>
+internal sealed class RedisSentinelGroup : IAsyncDisposable
+{
+    public const string ServiceName = "mymaster";
+
+    private RedisSentinelGroup(RedisServer master, RedisServer replica, RedisServer sentinel)
+    {
+        Master = master;
+        Replica = replica;
+        Sentinel = sentinel;
+    }
+
+    public RedisServer Master { get; }
+
+    public RedisServer Replica { get; }
+
+    public RedisServer Sentinel { get; }
+
+    /// <summary>
+    /// Starts the group. With <paramref name="monitorReplica"/>, the Sentinel is (mis)configured to monitor the replica
+    /// as the master; with <paramref name="writableReplica"/>, the replica accepts local writes, so a test can make it
+    /// miss writes as if replication had lagged.
+    /// </summary>
+    public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false, bool writableReplica = false, string? dataPassword = null, string? sentinelPassword = null)
+    {
+        RedisServer.RequireRedis();
+        string[] auth = dataPassword is null ? [] : ["--requirepass", dataPassword, "--masterauth", dataPassword];
+
+        // No 5 s wait before the first (diskless) full sync of the replica.
+        var master = await RedisServer.StartAsync(["--repl-diskless-sync-delay", "0", .. auth]);
+        master.Password = dataPassword;
+        var replica = await RedisServer.StartAsync(["--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--replica-read-only", writableReplica ? "no" : "yes", .. auth]);
+        replica.Password = dataPassword;
+        RedisServer? sentinel = null;
+        try
+        {
+            await WaitAsync(async () => (await replica.CliAsync("info", "replication")).Contains("master_link_status:up", StringComparison.Ordinal), "the replica did not sync with the master");
+
+            // Started after the replica is in sync, so the Sentinel's first INFO of the master lists the replica.
+            sentinel = await RedisServer.StartSentinelAsync(ServiceName, monitorReplica ? replica.EndPoint : master.EndPoint, sentinelPassword, dataPassword);
+            var group = new RedisSentinelGroup(master, replica, sentinel);
+            if (!monitorReplica)
+            {
+                await WaitAsync(async () => (await group.SentinelAsync("replicas", ServiceName)).Contains(replica.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal), "the Sentinel did not discover the replica");
+            }
+
+            return group;
+        }
+        catch
+        {
+            if (sentinel is not null)
+            {
+                await sentinel.DisposeAsync();
+            }
+
+            await replica.DisposeAsync();
+            await master.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Runs <c>SENTINEL args...</c> on the Sentinel.</summary>
+    public Task<string> SentinelAsync(params string[] args) => Sentinel.CliAsync(["sentinel", .. args]);
+
+    /// <summary>Waits until <paramref name="key"/> reached the replica (replication is asynchronous).</summary>
+    public Task WaitReplicatedAsync(string key) =>
+        WaitAsync(async () => (await Replica.CliAsync("exists", key)).Trim() == "1", $"'{key}' did not reach the replica");
+
+    /// <summary>Waits until the Sentinel names the replica as the master (after the master was killed).</summary>
+    public Task WaitFailoverAsync() =>
+        WaitAsync(async () => (await SentinelAsync("get-master-addr-by-name", ServiceName)).Contains(Replica.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal), "the Sentinel did not promote the replica", TimeSpan.FromSeconds(20));
+
+    public static async Task WaitAsync(Func<Task<bool>> condition, string failure, TimeSpan? within = null)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < (within ?? TimeSpan.FromSeconds(10)))
+        {
+            if (await condition())
+            {
+                return;
+            }
+
+            await Task.Delay(50);
+        }
+
+        throw new TimeoutException(failure);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Sentinel.DisposeAsync();
+        await Replica.DisposeAsync();
+        await Master.DisposeAsync();
     }
 }

@@ -288,7 +288,7 @@ public sealed class LimitsOptions
     /// <summary>Most form fields in one request. Default: 32.</summary>
     public int MaxFormFields { get; set; } = 32;
 
-    /// <summary>Longest form value other than a token, in characters. Default: 2,048.</summary>
+    /// <summary>Longest form value other than a token, and longest parameter name, in characters. Default: 2,048.</summary>
     public int MaxParameterLength { get; set; } = 2048;
 
     /// <summary>Most audience plus resource values in one request. Default: 10.</summary>

@@ -460,20 +460,39 @@ public static partial class SettingsResolver
                 break;
             case "redis":
                 var redis = state.Redis;
-                if (redis.Endpoints.Count == 0)
+                if (redis.Endpoints.Count == 0 && redis.Sentinels.Count == 0)
                 {
-                    errors.Add("State:Redis:Endpoints: at least one host:port is required for the redis store");
+                    errors.Add("State:Redis:Endpoints: at least one host:port is required for the redis store (or State:Redis:Sentinels with State:Redis:ServiceName)");
                 }
 
-                for (var i = 0; i < redis.Endpoints.Count; i++)
+                if (redis.Endpoints.Count > 0 && redis.Sentinels.Count > 0)
                 {
-                    try
+                    errors.Add("State:Redis:Endpoints and State:Redis:Sentinels exclude each other: list the Sentinels only (the master is found through them), or the data nodes only");
+                }
+
+                CheckRedisEndpoints(errors, "State:Redis:Endpoints", redis.Endpoints, 6379);
+                CheckRedisEndpoints(errors, "State:Redis:Sentinels", redis.Sentinels, TokenBroker.State.Redis.RedisStateStore.DefaultSentinelPort);
+                if (redis.Sentinels.Count > 0)
+                {
+                    if (string.IsNullOrEmpty(redis.ServiceName))
                     {
-                        TokenBroker.State.Redis.RedisStateStore.ParseEndPoint(redis.Endpoints[i]);
+                        errors.Add("State:Redis:ServiceName is required with State:Redis:Sentinels (the name in 'sentinel monitor NAME ...')");
                     }
-                    catch (FormatException)
+                    else if (!ServiceNameRegex().IsMatch(redis.ServiceName))
                     {
-                        errors.Add($"State:Redis:Endpoints:{i} '{redis.Endpoints[i]}' is not host:port");
+                        errors.Add("State:Redis:ServiceName must be 1 to 64 characters of [A-Za-z0-9._-]");
+                    }
+
+                    CheckSpan(errors, "State:Redis:MasterCheckInterval", redis.MasterCheckInterval, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(60));
+                }
+                else
+                {
+                    foreach (var (name, set) in new[] { ("ServiceName", redis.ServiceName is not null), ("SentinelPassword", redis.SentinelPassword is not null), ("SentinelSsl", redis.SentinelSsl is not null) })
+                    {
+                        if (set)
+                        {
+                            errors.Add($"State:Redis:{name} applies only with State:Redis:Sentinels");
+                        }
                     }
                 }
 
@@ -779,4 +798,22 @@ public static partial class SettingsResolver
 
     [GeneratedRegex(@"\A[A-Za-z0-9:_-]{1,32}\z", RegexOptions.CultureInvariant)]
     private static partial Regex KeyPrefixRegex();
+
+    [GeneratedRegex(@"\A[A-Za-z0-9._-]{1,64}\z", RegexOptions.CultureInvariant)]
+    private static partial Regex ServiceNameRegex();
+
+    private static void CheckRedisEndpoints(List<string> errors, string key, List<string> endpoints, int defaultPort)
+    {
+        for (var i = 0; i < endpoints.Count; i++)
+        {
+            try
+            {
+                TokenBroker.State.Redis.RedisStateStore.ParseEndPoint(endpoints[i], defaultPort);
+            }
+            catch (FormatException)
+            {
+                errors.Add($"{key}:{i} '{endpoints[i]}' is not host:port");
+            }
+        }
+    }
 }

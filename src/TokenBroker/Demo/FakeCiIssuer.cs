@@ -47,6 +47,11 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
 
     public int JwksHits => Volatile.Read(ref _jwksHits);
 
+    /// <summary>JWKS requests for one issuer name.</summary>
+    public int JwksHitsFor(string name) => _jwksHitsByName.GetValueOrDefault(name);
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _jwksHitsByName = new(StringComparer.Ordinal);
+
     /// <summary>When true, discovery and JWKS answer 503 (to test outages).</summary>
     public bool Down { get; set; }
 
@@ -95,6 +100,7 @@ internal sealed class FakeCiIssuer : IAsyncDisposable
         app.MapGet("/{name}/.well-known/jwks", (string name) =>
         {
             Interlocked.Increment(ref fake._jwksHits);
+            fake._jwksHitsByName.AddOrUpdate(name, 1, (_, n) => n + 1);
             if (fake.Down || !fake._issuers.TryGetValue(name, out var keys))
             {
                 return Results.StatusCode(fake.Down ? 503 : 404);

@@ -120,7 +120,7 @@ internal sealed partial class ExchangeHandler
             IssuedAt = now,
             ExpiresAt = now + lifetime,
             // The shard tag of the parent keeps the record findable from the jti alone (see StateKeys.ShardTag).
-            Jti = (StateKeys.HasShardTag(parent.Jti) ? parent.Jti[..StateKeys.ShardTagLength] : Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(2))) + TokenMinter.NewJti(),
+            Jti = (StateKeys.HasShardTag(parent.Jti) ? parent.Jti[..StateKeys.ShardTagLength] : TokenBroker.Security.RandomIds.NewHex(2)) + TokenMinter.NewJti(),
             ClientId = parent.ClientId,
             Scopes = scopes.Distinct(StringComparer.Ordinal).ToArray(),
             Type = request.RequestedTokenType == TokenTypes.Jwt ? "JWT" : "at+jwt",

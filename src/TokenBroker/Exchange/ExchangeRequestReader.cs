@@ -100,6 +100,11 @@ internal sealed class ExchangeRequestReader(ResolvedSettings settings)
         var audiences = new List<string>();
         foreach (var (name, value) in fields)
         {
+            if (name.Length > _limits.MaxParameterLength)
+            {
+                return ReadResult.Fail(BrokerErrors.FormLimits, $"a parameter name is {name.Length} characters; the limit is {_limits.MaxParameterLength}");
+            }
+
             var isToken = name is "subject_token" or "actor_token";
             if (isToken ? value.Length > _limits.MaxTokenBytes : value.Length > _limits.MaxParameterLength)
             {

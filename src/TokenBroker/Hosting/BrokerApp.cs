@@ -157,7 +157,7 @@ internal static class BrokerApp
         app.Use((http, next) =>
         {
             // A short random id that the response, the audit event and the logs share.
-            http.TraceIdentifier = "req_" + Base64Url.Encode(RandomNumberGenerator.GetBytes(9));
+            http.TraceIdentifier = "req_" + RandomIds.NewBase64Url(9);
             http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
             return next(http);
         });

@@ -39,7 +39,7 @@ internal static class TokenMinter
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>A new 128-bit random token id.</summary>
-    public static string NewJti() => Base64Url.Encode(RandomNumberGenerator.GetBytes(16));
+    public static string NewJti() => TokenBroker.Security.RandomIds.NewBase64Url(16);
 
     public static string Mint(MintRequest request, ITokenSigner signer)
     {

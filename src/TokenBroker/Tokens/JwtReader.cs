@@ -79,6 +79,12 @@ internal static class JwtReader
             return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header or payload is not valid UTF-8");
         }
 
+        // The depth limit holds before the JSON parser runs (and does not depend on the text of a parser exception).
+        if (NestsDeeperThan(headerBytes, limits.MaxJsonDepth) || NestsDeeperThan(payloadBytes, limits.MaxJsonDepth))
+        {
+            return JwtReadResult.Fail(BrokerErrors.TokenLimits, $"JSON nesting exceeds {limits.MaxJsonDepth}");
+        }
+
         var jsonOptions = new JsonDocumentOptions { MaxDepth = limits.MaxJsonDepth, AllowDuplicateProperties = false };
         JsonDocument? header = null;
         JsonDocument? payload = null;
@@ -87,13 +93,10 @@ internal static class JwtReader
             header = JsonDocument.Parse(headerBytes, jsonOptions);
             payload = JsonDocument.Parse(payloadBytes, jsonOptions);
         }
-        catch (JsonException e)
+        catch (JsonException)
         {
             header?.Dispose();
-            var depth = e.Message.Contains("depth", StringComparison.OrdinalIgnoreCase);
-            return JwtReadResult.Fail(
-                depth ? BrokerErrors.TokenLimits : BrokerErrors.TokenMalformed,
-                depth ? $"JSON nesting exceeds {limits.MaxJsonDepth}" : "header or payload is not valid UTF-8 JSON without duplicate members");
+            return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header or payload is not valid UTF-8 JSON without duplicate members");
         }
 
         var ok = false;
@@ -102,6 +105,18 @@ internal static class JwtReader
             if (header.RootElement.ValueKind != JsonValueKind.Object || payload.RootElement.ValueKind != JsonValueKind.Object)
             {
                 return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header or payload is not a JSON object");
+            }
+
+            // Limits first, before anything in the header is interpreted.
+            var claimCount = 0;
+            foreach (var _ in payload.RootElement.EnumerateObject())
+            {
+                claimCount++;
+            }
+
+            if (claimCount > limits.MaxClaims)
+            {
+                return JwtReadResult.Fail(BrokerErrors.TokenLimits, $"payload has {claimCount} claims; the limit is {limits.MaxClaims}");
             }
 
             var h = header.RootElement;
@@ -154,17 +169,6 @@ internal static class JwtReader
                 return JwtReadResult.Fail(BrokerErrors.TokenMalformed, $"header 'typ' is not one of {string.Join(", ", acceptedTypes)}");
             }
 
-            var claimCount = 0;
-            foreach (var _ in payload.RootElement.EnumerateObject())
-            {
-                claimCount++;
-            }
-
-            if (claimCount > limits.MaxClaims)
-            {
-                return JwtReadResult.Fail(BrokerErrors.TokenLimits, $"payload has {claimCount} claims; the limit is {limits.MaxClaims}");
-            }
-
             ok = true;
             return JwtReadResult.Success(new ParsedJwt(alg, kid, header, payload, Encoding.ASCII.GetBytes(token, 0, second), signature));
         }
@@ -176,6 +180,53 @@ internal static class JwtReader
                 payload.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// True when arrays and objects in <paramref name="json"/> nest deeper than <paramref name="max"/> levels (the
+    /// same count as <see cref="JsonDocumentOptions.MaxDepth"/>). A linear scan of the bytes that skips string
+    /// contents; it does not validate the JSON, the parser does that afterwards.
+    /// </summary>
+    internal static bool NestsDeeperThan(ReadOnlySpan<byte> json, int max)
+    {
+        var depth = 0;
+        var inString = false;
+        for (var i = 0; i < json.Length; i++)
+        {
+            var b = json[i];
+            if (inString)
+            {
+                if (b == (byte)'\\')
+                {
+                    i++;
+                }
+                else if (b == (byte)'"')
+                {
+                    inString = false;
+                }
+
+                continue;
+            }
+
+            switch (b)
+            {
+                case (byte)'"':
+                    inString = true;
+                    break;
+                case (byte)'{' or (byte)'[':
+                    if (++depth > max)
+                    {
+                        return true;
+                    }
+
+                    break;
+                case (byte)'}' or (byte)']':
+                    depth--;
+                    break;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>A bounded, printable rendering of an attacker-chosen string for operator logs.</summary>

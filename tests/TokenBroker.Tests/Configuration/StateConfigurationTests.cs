@@ -59,6 +59,59 @@ public sealed class StateConfigurationTests
     }
 
     [Test]
+    public void SentinelSettings_ThatConflictOrAreIncomplete_AreEveryOneReported()
+    {
+        var built = Build(new()
+        {
+            ["TokenBroker:State:Store"] = "redis",
+            ["TokenBroker:State:Redis:Endpoints:0"] = "127.0.0.1:6379",
+            ["TokenBroker:State:Redis:Sentinels:0"] = "127.0.0.1:26379",
+            ["TokenBroker:State:Redis:Sentinels:1"] = "sentinel-1:notaport",
+            ["TokenBroker:State:Redis:MasterCheckInterval"] = "00:00:00.010",
+        });
+
+        Assert.That(built.App, Is.Null);
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:Endpoints and State:Redis:Sentinels exclude each other"));
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:Sentinels:1 'sentinel-1:notaport' is not host:port"));
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:ServiceName is required"));
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:MasterCheckInterval"));
+    }
+
+    [Test]
+    public void SentinelOnlySettings_WithoutSentinels_AreErrors()
+    {
+        var built = Build(new()
+        {
+            ["TokenBroker:State:Store"] = "redis",
+            ["TokenBroker:State:Redis:Endpoints:0"] = "127.0.0.1:6379",
+            ["TokenBroker:State:Redis:ServiceName"] = "mymaster",
+            ["TokenBroker:State:Redis:SentinelPassword"] = "x",
+            ["TokenBroker:State:Redis:SentinelSsl"] = "true",
+        });
+
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:ServiceName applies only with State:Redis:Sentinels"));
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:SentinelPassword applies only with State:Redis:Sentinels"));
+        Assert.That(built.Errors, Has.Some.Contains("State:Redis:SentinelSsl applies only with State:Redis:Sentinels"));
+    }
+
+    [Test]
+    public void TheRedisStore_WithSentinelsAndAServiceName_Builds()
+    {
+        var built = Build(new()
+        {
+            ["TokenBroker:State:Store"] = "redis",
+            ["TokenBroker:State:Redis:Sentinels:0"] = "127.0.0.1:1",
+            ["TokenBroker:State:Redis:Sentinels:1"] = "sentinel-1",
+            ["TokenBroker:State:Redis:ServiceName"] = "tokenbroker",
+        });
+
+        Assert.That(built.Errors, Is.Empty);
+        Assert.That(built.Settings!.State.Redis.ServiceName, Is.EqualTo("tokenbroker"));
+        Assert.That(built.Settings.State.Redis.MasterCheckInterval, Is.EqualTo(TimeSpan.FromSeconds(1)));
+        Assert.That(TokenBroker.State.Redis.RedisStateStore.ParseEndPoint("sentinel-1", TokenBroker.State.Redis.RedisStateStore.DefaultSentinelPort).ToString(), Does.EndWith(":26379"));
+    }
+
+    [Test]
     public void CredentialLines_ThatAreMalformedDuplicatedOrSecrets_AreErrors()
     {
         var (secret, line) = CredentialHash.Create("ops");

@@ -171,19 +171,6 @@ public sealed class ExchangeHappyPathTests
     }
 
     [Test]
-    public async Task Exchange_WithLongerRequestedLifetime_IsCappedAtTheRuleTtl()
-    {
-        var form = BrokerHarness.ExchangeForm(_broker.GitHubToken(), "https://deploy.internal/payments");
-        form.Add(new("requested_lifetime", "86400"));
-
-        var response = await _broker.PostFormAsync(form);
-
-        Assert.That(response.Body["expires_in"]!.GetValue<int>(), Is.EqualTo(600));
-        var claims = response.Claims();
-        Assert.That(claims["exp"]!.GetValue<long>() - claims["iat"]!.GetValue<long>(), Is.EqualTo(600));
-    }
-
-    [Test]
     public async Task Exchange_WithUnknownParameters_IgnoresThem()
     {
         var form = BrokerHarness.ExchangeForm(_broker.GitHubToken(), "https://deploy.internal/payments");

@@ -79,19 +79,6 @@ public sealed class PolicyRefusalTests
     }
 
     [Test]
-    public async Task ScopeNotGranted_IsInvalidScope()
-    {
-        var form = BrokerHarness.ExchangeForm(_broker.GitHubToken(), "https://deploy.internal/payments");
-        form.Add(new("scope", "deploy:payments admin"));
-
-        var response = await _broker.PostFormAsync(form);
-
-        Assert.That(response.Error, Is.EqualTo("invalid_scope"));
-        Assert.That(response.ErrorId, Is.EqualTo("TB1204"));
-        Assert.That(response.AccessToken, Is.Null);
-    }
-
-    [Test]
     public async Task NoAudienceWithMultiAudienceRule_IsInvalidTarget()
     {
         var response = await _broker.ExchangeAsync(_broker.GitHubToken());
