@@ -205,6 +205,29 @@ public sealed class AdminKeyRotationTests
         }
     }
 
+    [Test]
+    public void AStoreThatLostItsRecord_RevertsTheRing_AndALaterRotationFromVersionOneStillApplies()
+    {
+        var clock = new ManualClock(T0);
+        var errors = new List<string>();
+        var config = new ConfigurationBuilder().AddInMemoryCollection(WithStandbyKeys()).AddInMemoryCollection(new Dictionary<string, string?> { ["TokenBroker:Issuer"] = "https://broker.example" }).Build();
+        var settings = TokenBroker.Configuration.SettingsResolver.Resolve(config, errors, clock)!;
+        Assert.That(errors, Is.Empty);
+        using var ring = TokenBroker.Signing.SigningKeyRing.FromSettings(settings, clock);
+        TokenBroker.State.KeyRotation Rotation(string kid) => new() { KeyId = kid, Algorithm = "ES256", ActivateAt = T0.AddHours(1), RequestedAt = T0, RequestedBy = "t" };
+        string[] Published() => JsonNode.Parse(ring.JwksJson)!["keys"]!.AsArray().Select(k => k!["kid"]!.GetValue<string>()).Order(StringComparer.Ordinal).ToArray();
+
+        Assert.That(ring.ApplyRotations(new TokenBroker.State.KeyRotationSet(3, [Rotation("spare-1")]), errors), Is.True);
+        Assert.That(Published(), Is.EqualTo(new[] { "old", "spare-1" }));
+
+        Assert.That(ring.ApplyRotations(TokenBroker.State.KeyRotationSet.Empty, errors), Is.True);
+        Assert.That(Published(), Is.EqualTo(new[] { "old" }), "every replica reads the same empty record and falls back to the configuration alike");
+
+        Assert.That(ring.ApplyRotations(new TokenBroker.State.KeyRotationSet(1, [Rotation("spare-2")]), errors), Is.True);
+        Assert.That(Published(), Is.EqualTo(new[] { "old", "spare-2" }), "a version lower than one seen before is not ignored");
+        Assert.That(errors, Is.Empty);
+    }
+
     private static IEnumerable<TestCaseData> BadRotationSettings()
     {
         yield return new TestCaseData(new Dictionary<string, string?> { ["TokenBroker:Signing:RotateEvery"] = "30.00:00:00" }, "Signing:RotateFrom is required")
