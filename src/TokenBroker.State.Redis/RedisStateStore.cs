@@ -22,6 +22,9 @@ namespace TokenBroker.State.Redis;
 /// <item><c>tb:{tag}:t:&lt;jti&gt;</c>: hash, the issued-token record; expires with the token.</item>
 /// <item><c>tb:blocks</c>: hash, field <c>#v</c> the version and <c>b:&lt;id&gt;</c> one JSON block each; no expiry.</item>
 /// <item>channel <c>tb:blocks</c>: the new version after every block change.</item>
+/// <item><c>tb:keyrotations</c>: hash, field <c>#v</c> the version and <c>k:&lt;kid&gt;</c> one JSON key rotation each; no expiry
+/// (bounded by the configured keys: each standby key can be promoted once).</item>
+/// <item>channel <c>tb:keyrotations</c>: the new version after every rotation.</item>
 /// </list>
 /// The tag is the first four hex characters of the replay hash, and the issued jti starts with it
 /// (<see cref="StateKeys.ShardTag"/>), so the replay mark and the record are written by one script in one slot.
@@ -70,6 +73,16 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         return v
         """;
 
+    // Compare-and-set on the version, and at most one rotation per key: two admins rotating at once cannot both win.
+    private const string AddRotationScript = """
+        local v = tonumber(redis.call('HGET', KEYS[1], '#v') or '0')
+        if v ~= tonumber(ARGV[1]) then return -1 end
+        if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 0 then return -1 end
+        v = redis.call('HINCRBY', KEYS[1], '#v', 1)
+        redis.call('PUBLISH', ARGV[4], v)
+        return v
+        """;
+
     // After a failover the new master may have lost the last block changes (replication is asynchronous), so its
     // version can be lower than one this replica already cached, and a versioned cache would ignore it. Raise the
     // version above the highest one seen (and notify every replica) so that every cache takes the new master's list.
@@ -85,6 +98,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     public const int DefaultSentinelPort = 26379;
 
     private const string VersionField = "#v";
+    private const string RotationFieldPrefix = "k:";
     private const string BlockFieldPrefix = "b:";
 
     // Fixed endpoints (single server, Cluster): one connection for the store's lifetime. Sentinels: _sentinel
@@ -98,6 +112,8 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     private readonly ResiliencePipeline _pipeline;
     private readonly RedisKey _blocksKey;
     private readonly RedisChannel _blocksChannel;
+    private readonly RedisKey _rotationsKey;
+    private readonly RedisChannel _rotationsChannel;
 
     private RedisStateStore(ConnectionMultiplexer? redis, RedisStateOptions options, TimeProvider time, ILogger logger)
     {
@@ -107,6 +123,8 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         _logger = logger;
         _blocksKey = options.KeyPrefix + "blocks";
         _blocksChannel = new RedisChannel(options.KeyPrefix + "blocks", RedisChannel.PatternMode.Literal);
+        _rotationsKey = options.KeyPrefix + "keyrotations";
+        _rotationsChannel = new RedisChannel(options.KeyPrefix + "keyrotations", RedisChannel.PatternMode.Literal);
         _pipeline = BuildPipeline(options, time, logger);
         if (redis is not null)
         {
@@ -127,11 +145,14 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
             // Notifications may have been lost while the connection was down: make listeners re-read.
             BlocksChanged?.Invoke();
+            KeyRotationsChanged?.Invoke();
             _sentinel?.RequestCheck();
         };
     }
 
     public event Action? BlocksChanged;
+
+    public event Action? KeyRotationsChanged;
 
     /// <summary>
     /// Connects (without failing when Redis is down: the store then fails closed until Redis answers, and reconnects
@@ -220,6 +241,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
                 BlocksChanged?.Invoke();
             }).ConfigureAwait(false);
+            await redis.GetSubscriber().SubscribeAsync(_rotationsChannel, (_, _) => KeyRotationsChanged?.Invoke()).ConfigureAwait(false);
         }
         catch (RedisException e)
         {
@@ -252,6 +274,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         }
 
         BlocksChanged?.Invoke();
+        KeyRotationsChanged?.Invoke();
     }
 
     private void SawBlockVersion(long version)
@@ -380,6 +403,40 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         var version = await RunAsync("block.remove", async db => (long)await db.ScriptEvaluateAsync(RemoveBlockScript, keys, args).ConfigureAwait(false), cancel).ConfigureAwait(false);
         SawBlockVersion(version);
         return version > 0;
+    }
+
+    public async ValueTask<KeyRotationSet> GetKeyRotationsAsync(CancellationToken cancel)
+    {
+        var entries = await RunAsync("keyrotations", db => db.HashGetAllAsync(_rotationsKey), cancel).ConfigureAwait(false);
+        long version = 0;
+        var rotations = new List<KeyRotation>();
+        foreach (var entry in entries)
+        {
+            var name = (string)entry.Name!;
+            if (name == VersionField)
+            {
+                version = (long)entry.Value;
+            }
+            else if (name.StartsWith(RotationFieldPrefix, StringComparison.Ordinal))
+            {
+                var rotation = JsonSerializer.Deserialize((string)entry.Value!, StateJsonContext.Default.KeyRotation);
+                if (rotation is not null)
+                {
+                    rotations.Add(rotation);
+                }
+            }
+        }
+
+        rotations.Sort((a, b) => a.RequestedAt != b.RequestedAt ? a.RequestedAt.CompareTo(b.RequestedAt) : string.CompareOrdinal(a.KeyId, b.KeyId));
+        return new KeyRotationSet(version, rotations);
+    }
+
+    public async ValueTask<long?> TryAddKeyRotationAsync(long expectedVersion, KeyRotation rotation, CancellationToken cancel)
+    {
+        RedisKey[] keys = [_rotationsKey];
+        RedisValue[] args = [expectedVersion, RotationFieldPrefix + rotation.KeyId, JsonSerializer.Serialize(rotation, StateJsonContext.Default.KeyRotation), (string)_rotationsChannel!];
+        var version = await RunAsync("keyrotation.add", async db => (long)await db.ScriptEvaluateAsync(AddRotationScript, keys, args).ConfigureAwait(false), cancel).ConfigureAwait(false);
+        return version < 0 ? null : version;
     }
 
     public async ValueTask<bool> PingAsync(CancellationToken cancel)
@@ -542,7 +599,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "Redis circuit closed: state operations succeed again")]
         public static partial void CircuitClosed(ILogger logger);
 
-        [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Subscribing to block notifications failed: {Reason}; retried on reconnect")]
+        [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Subscribing to block and key rotation notifications failed: {Reason}; retried on reconnect")]
         public static partial void SubscribeFailed(ILogger logger, string reason);
 
         [LoggerMessage(EventId = 3006, Level = LogLevel.Warning, Message = "Raising the block version on the new master failed: {Reason}; the periodic re-read still runs")]
@@ -552,4 +609,5 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
 [System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
 [System.Text.Json.Serialization.JsonSerializable(typeof(Block))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(KeyRotation))]
 internal sealed partial class StateJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

@@ -73,6 +73,22 @@ public interface IStateStore
     /// notifications may have been missed. Listeners re-read <see cref="GetBlocksAsync"/>.
     /// </summary>
     event Action? BlocksChanged;
+
+    /// <summary>Every recorded key rotation, oldest first, with the record's version.</summary>
+    ValueTask<KeyRotationSet> GetKeyRotationsAsync(CancellationToken cancel);
+
+    /// <summary>
+    /// Records a rotation if the record is still at <paramref name="expectedVersion"/> and holds no rotation for the
+    /// same key; returns the new version, or null (nothing written) when another rotation got there first. Every
+    /// replica is notified (<see cref="KeyRotationsChanged"/>).
+    /// </summary>
+    ValueTask<long?> TryAddKeyRotationAsync(long expectedVersion, KeyRotation rotation, CancellationToken cancel);
+
+    /// <summary>
+    /// Raised when the key rotations may have changed (a notification from any replica, or a reconnection).
+    /// Listeners re-read <see cref="GetKeyRotationsAsync"/>.
+    /// </summary>
+    event Action? KeyRotationsChanged;
 }
 
 /// <summary>The state store cannot be reached or answered too slowly. Exchanges answer 503; no token is issued.</summary>

@@ -12,6 +12,7 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
     private readonly ConcurrentDictionary<string, IssuedTokenRecord> _issued = new(StringComparer.Ordinal);
     private readonly Lock _blocksLock = new();
     private BlockSet _blocks = BlockSet.Empty;
+    private KeyRotationSet _rotations = KeyRotationSet.Empty;
     private readonly TimeProvider _time;
     private readonly ITimer _sweeper;
 
@@ -124,6 +125,29 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
         BlocksChanged?.Invoke();
         return ValueTask.FromResult(true);
     }
+
+    public ValueTask<KeyRotationSet> GetKeyRotationsAsync(CancellationToken cancel) => ValueTask.FromResult(Volatile.Read(ref _rotations));
+
+    public ValueTask<long?> TryAddKeyRotationAsync(long expectedVersion, KeyRotation rotation, CancellationToken cancel)
+    {
+        long version;
+        lock (_blocksLock)
+        {
+            var current = _rotations;
+            if (current.Version != expectedVersion || current.Rotations.Any(r => string.Equals(r.KeyId, rotation.KeyId, StringComparison.Ordinal)))
+            {
+                return ValueTask.FromResult<long?>(null);
+            }
+
+            version = current.Version + 1;
+            Volatile.Write(ref _rotations, new KeyRotationSet(version, [.. current.Rotations, rotation]));
+        }
+
+        KeyRotationsChanged?.Invoke();
+        return ValueTask.FromResult<long?>(version);
+    }
+
+    public event Action? KeyRotationsChanged;
 
     public ValueTask<bool> PingAsync(CancellationToken cancel) => ValueTask.FromResult(true);
 

@@ -204,6 +204,44 @@ public abstract class StateStoreContract
         Assert.That(await Task.WhenAny(notified.Task, Task.Delay(TimeSpan.FromSeconds(1))), Is.SameAs(notified.Task), "notified within 1 s");
     }
 
+    private static KeyRotation Rotation(string kid) => new()
+    {
+        KeyId = kid,
+        Algorithm = "ES256",
+        ActivateAt = DateTimeOffset.FromUnixTimeSeconds(1900000600),
+        RequestedAt = DateTimeOffset.FromUnixTimeSeconds(1900000000),
+        RequestedBy = "ci-admin",
+        RetiringKeyId = "es-old",
+        Reason = "quarterly",
+    };
+
+    [Test]
+    public async Task KeyRotations_AreRecordedOnlyAgainstTheVersionRead_AndOncePerKey()
+    {
+        var before = await Store.GetKeyRotationsAsync(CancellationToken.None);
+        Assert.That(before.Rotations, Is.Empty);
+
+        var added = await Store.TryAddKeyRotationAsync(before.Version, Rotation("es-a"), CancellationToken.None);
+        Assert.That(added, Is.EqualTo(before.Version + 1));
+        Assert.That(await Store.TryAddKeyRotationAsync(before.Version, Rotation("es-b"), CancellationToken.None), Is.Null, "a stale version loses");
+        Assert.That(await Store.TryAddKeyRotationAsync(added!.Value, Rotation("es-a"), CancellationToken.None), Is.Null, "a key is promoted at most once");
+
+        var after = await Store.GetKeyRotationsAsync(CancellationToken.None);
+        Assert.That(after.Version, Is.EqualTo(added));
+        Assert.That(after.Rotations, Is.EqualTo(new[] { Rotation("es-a") }));
+    }
+
+    [Test]
+    public async Task AddingAKeyRotation_NotifiesListeners()
+    {
+        var notified = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Store.KeyRotationsChanged += () => notified.TrySetResult();
+
+        Assert.That(await Store.TryAddKeyRotationAsync(0, Rotation("es-n"), CancellationToken.None), Is.EqualTo(1));
+
+        Assert.That(await Task.WhenAny(notified.Task, Task.Delay(TimeSpan.FromSeconds(1))), Is.SameAs(notified.Task), "notified within 1 s");
+    }
+
     [Test]
     public async Task Ping_Answers()
     {

@@ -256,7 +256,7 @@ internal static class AdminEndpoints
         w.WriteEndObject();
     }
 
-    private static async Task<(JsonDocument? Body, BrokerError? Error)> ReadJsonAsync(HttpContext http)
+    internal static async Task<(JsonDocument? Body, BrokerError? Error)> ReadJsonAsync(HttpContext http)
     {
         if (http.Request.QueryString.HasValue)
         {
@@ -296,7 +296,7 @@ internal static class AdminEndpoints
         }
     }
 
-    private static string? Unknown(JsonElement root, params string[] known)
+    internal static string? Unknown(JsonElement root, params string[] known)
     {
         foreach (var property in root.EnumerateObject())
         {
@@ -310,7 +310,7 @@ internal static class AdminEndpoints
     }
 
     /// <summary>Reads an optional (or required) string: present means 1 to max printable characters, no control characters.</summary>
-    private static bool TryString(JsonElement root, string name, bool required, out string? value, int maxLength = MaxValueLength)
+    internal static bool TryString(JsonElement root, string name, bool required, out string? value, int maxLength = MaxValueLength)
     {
         value = null;
         if (!root.TryGetProperty(name, out var element))

@@ -142,7 +142,7 @@ internal static class KeysCommand
         {
             var options = settings.SigningKeys[i];
             var timeline = settings.KeyTimelines[i];
-            var where = options.Source == "pkcs11" ? Pkcs11UriCheck.Redact(options.Uri!) : options.Source == "file" ? options.Path : "generated";
+            var where = options.Source == "pkcs11" ? Pkcs11UriCheck.Redact(options.Uri!) : options.Source == "file" ? options.Path : options.Source == "aws-kms" ? $"aws-kms {options.KmsKeyId} ({options.Region})" : "generated";
             if (timeline.StateAt(at) == KeyState.Removed)
             {
                 output.WriteLine($"skip {timeline.Name} {options.Algorithm} {where}: removed");
@@ -182,6 +182,15 @@ internal static class KeysCommand
     private static int List(ResolvedSettings settings, DateTimeOffset at, TextWriter output, TextWriter error, TimeProvider time)
     {
         output.WriteLine($"at {at:O}; JWKS max-age {(long)settings.JwksMaxAge.TotalSeconds} s; default algorithm {settings.DefaultAlgorithm}");
+        if (settings.KeyPlan is { RotateEvery: { } every, RotateFrom: { } from })
+        {
+            output.WriteLine($"rotate every {every} from {from:O}");
+        }
+
+        if (settings.SigningKeys.Any(k => k.Standby))
+        {
+            output.WriteLine("dates from configuration only: admin rotations recorded in the state store are not shown (GET /admin/keys shows them)");
+        }
         foreach (var (audience, algorithm) in settings.AudienceAlgorithms)
         {
             output.WriteLine($"audience {audience}: {algorithm}");
@@ -192,9 +201,10 @@ internal static class KeysCommand
         {
             var o = settings.SigningKeys[i];
             var t = settings.KeyTimelines[i];
-            var where = o.Source == "pkcs11" ? Pkcs11UriCheck.Redact(o.Uri!) : o.Source == "file" ? o.Path : "in memory";
+            var where = o.Source == "pkcs11" ? Pkcs11UriCheck.Redact(o.Uri!) : o.Source == "file" ? o.Path : o.Source == "aws-kms" ? $"aws-kms {o.KmsKeyId} ({o.Region})" : "in memory";
             output.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0,-15} {1,-6} {2,-9} {3,-10} {4,-26} {5,-26} {6,-26} {7,-26} {8}",
-                t.Name, t.Algorithm, o.Source, t.StateAt(at).ToString().ToLowerInvariant(), Date(t.PublishAt, "always"), Date(t.ActivateAt, "from start"), Date(t.RetireAt, "never"), Date(t.RemoveAt, "never"),
+                t.Name, t.Algorithm, o.Source, t.StateAt(at).ToString().ToLowerInvariant(),
+                t.Standby ? "on admin rotation" : Date(t.PublishAt, "always"), t.Standby ? "-" : Date(t.ActivateAt, "from start"), t.Standby ? "-" : Date(t.RetireAt, "never"), t.Standby ? "-" : Date(t.RemoveAt, "never"),
                 (o.KeyId ?? "(thumbprint)") + " " + where));
         }
 

@@ -225,14 +225,28 @@ public sealed class SigningOptions
     /// TB1303 and <c>/readyz</c> fails. Default: 5 seconds.
     /// </summary>
     public TimeSpan ReopenInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Rotate on a schedule: the keys of each algorithm (other than Standby keys) form a pool, in configured order;
+    /// the first is active from the start and key n (counting from 0) activates at RotateFrom + n x RotateEvery,
+    /// published AnnouncementLeadTime earlier. Computed from configuration alone, so replicas agree without
+    /// coordinating. When a pool runs out its last key keeps signing (a start-up warning says when); keys are never
+    /// reused. Excludes ActivateAt and RetireAt on those keys. Between 1 hour and 3650 days, and longer than
+    /// AnnouncementLeadTime. Default: none (dates from ActivateAt/RetireAt and admin rotations only).
+    /// </summary>
+    public TimeSpan? RotateEvery { get; set; }
+
+    /// <summary>The anchor of <see cref="RotateEvery"/> (ISO 8601 with offset). Required with RotateEvery, not allowed without. Default: none.</summary>
+    public DateTimeOffset? RotateFrom { get; set; }
 }
 
 /// <summary>One signing key.</summary>
 public sealed class SigningKeyOptions
 {
     /// <summary>
-    /// <c>file</c> (a PEM private key), <c>pkcs11</c> (a key in an HSM, through OpenSSL's pkcs11 engine; Linux only)
-    /// or <c>generated</c> (a new key in memory at every start; development only). Default: file.
+    /// <c>file</c> (a PEM private key), <c>pkcs11</c> (a key in an HSM, through OpenSSL's pkcs11 engine; Linux only),
+    /// <c>aws-kms</c> (an asymmetric AWS KMS key; experimental) or <c>generated</c> (a new key in memory at every start;
+    /// development only). Default: file.
     /// </summary>
     public string Source { get; set; } = "file";
 
@@ -244,6 +258,18 @@ public sealed class SigningKeyOptions
     /// (<c>type=private</c> is added when absent). Must not hold <c>pin-value</c> or <c>pin-source</c>. Required for pkcs11.
     /// </summary>
     public string? Uri { get; set; }
+
+    /// <summary>For <c>aws-kms</c> keys: the KMS key id, key ARN, alias (<c>alias/tokenbroker</c>) or alias ARN. Required for aws-kms.</summary>
+    public string? KmsKeyId { get; set; }
+
+    /// <summary>For <c>aws-kms</c> keys: the AWS region, e.g. <c>eu-west-1</c>. Required for aws-kms.</summary>
+    public string? Region { get; set; }
+
+    /// <summary>
+    /// For <c>aws-kms</c> keys: an endpoint override (a VPC or FIPS endpoint), an absolute https URL (http only for a
+    /// loopback address). Default: the region's public endpoint. Credentials always come from the standard AWS chain.
+    /// </summary>
+    public string? ServiceUrl { get; set; }
 
     /// <summary>For <c>pkcs11</c> keys: a file holding the user PIN (one trailing newline is ignored). Exactly one of PinFile and PinEnvironmentVariable.</summary>
     public string? PinFile { get; set; }
@@ -271,6 +297,13 @@ public sealed class SigningKeyOptions
     /// Exchange:ClockSkew, so that every token it signed can still be verified.
     /// </summary>
     public DateTimeOffset? RemoveAt { get; set; }
+
+    /// <summary>
+    /// Held in reserve for <c>POST /admin/keys/rotate</c> (a key generated in the HSM ceremony ahead of need): opened
+    /// and checked at start-up, not published and not signing until an admin rotation promotes it. Needs a KeyId
+    /// (the rotation names it) and no ActivateAt, RetireAt or RemoveAt. Default: false.
+    /// </summary>
+    public bool Standby { get; set; }
 }
 
 /// <summary>One audience that needs a particular signing algorithm.</summary>

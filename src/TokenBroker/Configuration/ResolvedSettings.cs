@@ -38,6 +38,9 @@ public sealed record ResolvedSettings
     /// <summary>Each configured key's dates, in configuration order.</summary>
     public required IReadOnlyList<TokenBroker.Signing.KeyTimeline> KeyTimelines { get; init; }
 
+    /// <summary>What the key schedule is computed from (with the admin rotations from the state store). Null: <see cref="KeyTimelines"/> are fixed.</summary>
+    public TokenBroker.Signing.KeyPlan? KeyPlan { get; init; }
+
     public required string DefaultAlgorithm { get; init; }
 
     /// <summary>Audience to algorithm (ordinal).</summary>

@@ -196,11 +196,14 @@ public static partial class SettingsResolver
                 case "pkcs11":
                     CheckPkcs11Key(i, key, errors, warnings);
                     break;
+                case "aws-kms":
+                    CheckAwsKmsKey(i, key, errors, warnings);
+                    break;
                 case "generated":
                     warnings.Add($"Signing key {i} is generated in memory at start-up: tokens cannot be verified after a restart and replicas disagree. Development only.");
                     break;
                 default:
-                    errors.Add($"Signing:Keys:{i}:Source '{key.Source}' must be 'file', 'pkcs11' or 'generated'");
+                    errors.Add($"Signing:Keys:{i}:Source '{key.Source}' must be 'file', 'pkcs11', 'aws-kms' or 'generated'");
                     break;
             }
 
@@ -218,7 +221,16 @@ public static partial class SettingsResolver
 
         var jwksMaxAge = TimeSpan.FromSeconds(Math.Floor(Math.Min(signing.AnnouncementLeadTime.TotalSeconds / 2, TimeSpan.FromDays(1).TotalSeconds)));
         var retention = options.Rules.MaxTtl + jwksMaxAge + options.Exchange.ClockSkew;
-        var timelines = KeySchedule.Compute(keys, signing.AnnouncementLeadTime, retention, errors);
+        CheckRotationSettings(keys, signing, options.State.Store, now, errors, warnings);
+        var keyPlan = new KeyPlan
+        {
+            Keys = keys,
+            Lead = signing.AnnouncementLeadTime,
+            Retention = retention,
+            RotateEvery = signing.RotateEvery,
+            RotateFrom = signing.RotateFrom,
+        };
+        var timelines = KeySchedule.Compute(keyPlan, [], errors);
         var defaultAlgorithm = signing.DefaultAlgorithm ?? keys[0].Algorithm;
         if (Array.IndexOf(SigningAlgorithms, defaultAlgorithm) < 0)
         {
@@ -312,6 +324,7 @@ public static partial class SettingsResolver
             SigningKeys = keys,
             SigningReopenInterval = options.Signing.ReopenInterval,
             KeyTimelines = timelines,
+            KeyPlan = keyPlan,
             DefaultAlgorithm = defaultAlgorithm,
             AudienceAlgorithms = audienceAlgorithms,
             JwksMaxAge = jwksMaxAge,
@@ -422,6 +435,131 @@ public static partial class SettingsResolver
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or ArgumentException)
         {
             errors.Add($"Tls: the certificate '{tls.CertificatePath}' with key '{tls.KeyPath}' cannot be loaded: {e.Message}");
+        }
+    }
+
+    private static void CheckAwsKmsKey(int i, SigningKeyOptions key, List<string> errors, List<string> warnings)
+    {
+        var prefix = $"Signing:Keys:{i}";
+        if (string.IsNullOrWhiteSpace(key.KmsKeyId) || key.KmsKeyId.Length > 2048 || key.KmsKeyId.Any(char.IsWhiteSpace))
+        {
+            errors.Add($"{prefix}:KmsKeyId is required for an aws-kms key: a key id, key ARN, alias/name or alias ARN");
+        }
+
+        if (string.IsNullOrWhiteSpace(key.Region) || !AwsRegionRegex().IsMatch(key.Region))
+        {
+            errors.Add($"{prefix}:Region is required for an aws-kms key, e.g. eu-west-1");
+        }
+
+        if (key.ServiceUrl is { } url)
+        {
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed) || !string.IsNullOrEmpty(parsed.UserInfo) ||
+                !(parsed.Scheme == Uri.UriSchemeHttps || (parsed.Scheme == Uri.UriSchemeHttp && parsed.IsLoopback)))
+            {
+                errors.Add($"{prefix}:ServiceUrl must be an absolute https URL without credentials (http only for a loopback address)");
+            }
+        }
+
+        if (key.Path is not null || key.Uri is not null || key.PinFile is not null || key.PinEnvironmentVariable is not null)
+        {
+            errors.Add($"{prefix}: Path, Uri, PinFile and PinEnvironmentVariable do not apply to an aws-kms key; credentials come from the standard AWS chain");
+        }
+
+        warnings.Add($"{prefix} is an aws-kms key: KMS signing is experimental");
+    }
+
+    [GeneratedRegex("^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", RegexOptions.CultureInvariant)]
+    private static partial Regex AwsRegionRegex();
+
+    /// <summary>Standby keys and Signing:RotateEvery: what each needs and what they exclude.</summary>
+    private static void CheckRotationSettings(List<SigningKeyOptions> keys, SigningOptions signing, string store, DateTimeOffset now, List<string> errors, List<string> warnings)
+    {
+        var shared = store == "redis";
+        for (var i = 0; i < keys.Count; i++)
+        {
+            var key = keys[i];
+            if (!key.Standby)
+            {
+                continue;
+            }
+
+            if (key.KeyId is null)
+            {
+                errors.Add($"Signing:Keys:{i}: a Standby key needs a KeyId, which POST /admin/keys/rotate names");
+            }
+
+            if (key.ActivateAt is not null || key.RetireAt is not null || key.RemoveAt is not null)
+            {
+                errors.Add($"Signing:Keys:{i}: a Standby key has no ActivateAt, RetireAt or RemoveAt; an admin rotation sets its dates");
+            }
+
+            if (key.Source == "generated" && shared)
+            {
+                errors.Add($"Signing:Keys:{i}: a generated key cannot be a Standby key with State:Store redis: every replica would generate a different key under the same kid");
+            }
+        }
+
+        if (signing.RotateEvery is not { } every)
+        {
+            if (signing.RotateFrom is not null)
+            {
+                errors.Add("Signing:RotateFrom is only allowed with Signing:RotateEvery");
+            }
+
+            return;
+        }
+
+        if (every < TimeSpan.FromHours(1) || every > TimeSpan.FromDays(3650))
+        {
+            errors.Add("Signing:RotateEvery must be between 1 hour and 3650 days");
+        }
+        else if (every <= signing.AnnouncementLeadTime)
+        {
+            errors.Add($"Signing:RotateEvery ({every}) must be longer than Signing:AnnouncementLeadTime ({signing.AnnouncementLeadTime}), or the next key would be announced before the current one signs");
+        }
+
+        if (signing.RotateFrom is null)
+        {
+            errors.Add("Signing:RotateFrom is required with Signing:RotateEvery: it anchors the schedule so that every replica derives the same dates");
+        }
+
+        for (var i = 0; i < keys.Count; i++)
+        {
+            var key = keys[i];
+            if (key.Standby)
+            {
+                continue;
+            }
+
+            if (key.ActivateAt is not null || key.RetireAt is not null)
+            {
+                errors.Add($"Signing:Keys:{i}: ActivateAt and RetireAt cannot be combined with Signing:RotateEvery, which sets every non-standby key's dates; remove them or remove RotateEvery");
+            }
+
+            if (key.Source == "generated" && shared)
+            {
+                errors.Add($"Signing:Keys:{i}: Signing:RotateEvery cannot use generated keys with State:Store redis: every replica would rotate through different keys");
+            }
+        }
+
+        if (signing.RotateFrom is not { } from || every < TimeSpan.FromHours(1))
+        {
+            return;
+        }
+
+        foreach (var pool in keys.Where(k => !k.Standby).GroupBy(k => k.Algorithm, StringComparer.Ordinal))
+        {
+            var count = pool.Count();
+            var last = from + (every * Math.Max(0, count - 1));
+            var endsAt = last + every;
+            if (count == 1)
+            {
+                warnings.Add($"Signing:RotateEvery: only one {pool.Key} key is configured, so it never rotates; add keys to the pool");
+            }
+            else if (endsAt <= now + (every * 2))
+            {
+                warnings.Add($"Signing:RotateEvery: the {pool.Key} pool runs out at {endsAt:O} (its last key activates at {last:O} and then keeps signing); append keys, generated in the HSM ceremony, before then");
+            }
         }
     }
 

@@ -77,6 +77,8 @@ public static class BrokerErrors
     public static readonly BrokerError AdminBodyTooLarge = new("TB1405", InvalidRequest, StatusCodes.Status413PayloadTooLarge, "The request body is too large.");
     public static readonly BrokerError AdminNotJson = new("TB1406", InvalidRequest, StatusCodes.Status415UnsupportedMediaType, "The body must be application/json.");
     public static readonly BrokerError TokenParameterMissing = new("TB1407", InvalidRequest, BadRequest, "The token parameter is missing or too large.");
+    public static readonly BrokerError KeyRotationNoCandidate = new("TB1408", InvalidRequest, StatusCodes.Status409Conflict, "No standby key is available for this rotation.");
+    public static readonly BrokerError KeyRotationPending = new("TB1409", InvalidRequest, StatusCodes.Status409Conflict, "A key rotation of this algorithm is already pending.");
 
     // TB15xx: rate limits. 429 with Retry-After; temporarily_unavailable because RFC 6749 has no throttling code and
     // this is the one its clients read as "retry later" (docs/operations.md explains the choice).

@@ -139,6 +139,8 @@ internal static class BrokerApp
 
         services.AddSingleton<BlockCache>();
         services.AddHostedService(sp => sp.GetRequiredService<BlockCache>());
+        services.AddSingleton<KeyRotationSync>();
+        services.AddHostedService(sp => sp.GetRequiredService<KeyRotationSync>());
         services.AddSingleton(new AdminCredentials(new CredentialSet("admin", settings.AdminCredentials)));
         services.AddSingleton(new IntrospectionCredentials(new CredentialSet("introspection", settings.IntrospectionCredentials)));
         services.AddSingleton<IssuedTokenVerifier>();
@@ -214,6 +216,7 @@ internal static class BrokerApp
         app.MapHealthEndpoints();
         app.MapRevocationEndpoints();
         app.MapAdminEndpoints();
+        app.MapAdminKeyEndpoints();
         return new BrokerBuildResult(app, settings, [], warnings);
     }
 

@@ -17,7 +17,7 @@ internal static class HealthEndpoints
     public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => Results.Text("ok\n"));
-        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, BlockCache blocks, ProviderRegistry providers, ResolvedSettings settings, IHostApplicationLifetime lifetime, GracefulShutdown shutdown, CancellationToken cancel) =>
+        app.MapGet("/readyz", async (RuleStore rules, RuleReloader reloader, SigningKeyRing keys, IStateStore state, BlockCache blocks, ProviderRegistry providers, ResolvedSettings settings, IHostApplicationLifetime lifetime, GracefulShutdown shutdown, KeyRotationSync rotations, CancellationToken cancel) =>
         {
             var problems = new List<string>();
             var details = new List<string>();
@@ -73,6 +73,10 @@ internal static class HealthEndpoints
                 problems.Add("state: block list not re-read recently");
             }
 
+            if (!rotations.HasSynced)
+            {
+                problems.Add("signing: key rotations not read from the state store yet");
+            }
             await CheckProvidersAsync(providers, settings.Hosting.RequireAllProviderKeys, problems, details, cancel).ConfigureAwait(false);
 
             var detail = string.Join('\n', details);

@@ -1,4 +1,5 @@
 using TokenBroker.Configuration;
+using TokenBroker.State;
 
 namespace TokenBroker.Signing;
 
@@ -19,6 +20,41 @@ public enum KeyState
 
     /// <summary>Not published, not loaded.</summary>
     Removed,
+
+    /// <summary>Configured as <c>Standby</c>: opened and checked, not published, until an admin rotation promotes it.</summary>
+    Standby,
+}
+
+/// <summary>Where a key's activation time comes from.</summary>
+public enum ActivationSource
+{
+    /// <summary>The configured ActivateAt (or none: active from the start).</summary>
+    Configuration,
+
+    /// <summary>Signing:RotateEvery: its place in the pool of its algorithm.</summary>
+    Schedule,
+
+    /// <summary>An admin rotation recorded in the state store.</summary>
+    Admin,
+}
+
+/// <summary>Everything a key schedule is computed from, apart from admin rotations.</summary>
+public sealed record KeyPlan
+{
+    /// <summary>The configured keys, in order.</summary>
+    public required IReadOnlyList<SigningKeyOptions> Keys { get; init; }
+
+    /// <summary>How long before activation a key is published; longer than the JWKS cache time.</summary>
+    public required TimeSpan Lead { get; init; }
+
+    /// <summary>How long a retired key stays published: the longest token lifetime plus the JWKS cache time plus clock skew.</summary>
+    public required TimeSpan Retention { get; init; }
+
+    /// <summary>Signing:RotateEvery, or null.</summary>
+    public TimeSpan? RotateEvery { get; init; }
+
+    /// <summary>Signing:RotateFrom: when the second key of each pool activates minus one period (the first is active from the start).</summary>
+    public DateTimeOffset? RotateFrom { get; init; }
 }
 
 /// <summary>
@@ -34,6 +70,14 @@ public sealed record KeyTimeline
 
     public required string Algorithm { get; init; }
 
+    /// <summary>The configured KeyId, if any (standby keys always have one).</summary>
+    public string? KeyId { get; init; }
+
+    /// <summary>A standby key not (yet) promoted by an admin rotation: state <see cref="KeyState.Standby"/>, no dates.</summary>
+    public bool Standby { get; init; }
+
+    public ActivationSource ActivatedBy { get; init; }
+
     /// <summary>ActivateAt minus the announcement lead time.</summary>
     public DateTimeOffset? PublishAt { get; init; }
 
@@ -46,7 +90,8 @@ public sealed record KeyTimeline
     public DateTimeOffset? RemoveAt { get; init; }
 
     public KeyState StateAt(DateTimeOffset t) =>
-        RemoveAt is { } remove && remove <= t ? KeyState.Removed
+        Standby ? KeyState.Standby
+        : RemoveAt is { } remove && remove <= t ? KeyState.Removed
         : RetireAt is { } retire && retire <= t ? KeyState.Retired
         : ActivateAt is not { } activate || activate <= t ? KeyState.Active
         : PublishAt is { } publish && publish <= t ? KeyState.Next
@@ -66,10 +111,67 @@ public static class KeySchedule
     /// <param name="lead">How long before activation a key is published; longer than the JWKS cache time.</param>
     /// <param name="retention">How long a retired key stays published: the longest token lifetime plus the JWKS cache time plus clock skew.</param>
     /// <param name="errors">Receives every problem.</param>
-    public static IReadOnlyList<KeyTimeline> Compute(IReadOnlyList<SigningKeyOptions> keys, TimeSpan lead, TimeSpan retention, List<string> errors)
+    public static IReadOnlyList<KeyTimeline> Compute(IReadOnlyList<SigningKeyOptions> keys, TimeSpan lead, TimeSpan retention, List<string> errors) =>
+        Compute(new KeyPlan { Keys = keys, Lead = lead, Retention = retention }, [], errors);
+
+    /// <summary>
+    /// Each key's timeline from the configuration plus the recorded admin rotations. A rotation applies only to a key
+    /// configured as Standby with that KeyId and algorithm (the first rotation of a key counts); once an operator
+    /// writes the dates into the configuration instead, the record is ignored for that key.
+    /// </summary>
+    public static IReadOnlyList<KeyTimeline> Compute(KeyPlan plan, IReadOnlyList<KeyRotation> rotations, List<string> errors)
     {
+        var keys = plan.Keys;
+        var lead = plan.Lead;
+        var retention = plan.Retention;
         var timelines = new KeyTimeline[keys.Count];
-        foreach (var group in keys.Select((k, i) => (Key: k, Index: i)).GroupBy(k => k.Key.Algorithm, StringComparer.Ordinal))
+        var promoted = new Dictionary<string, KeyRotation>(StringComparer.Ordinal);
+        foreach (var rotation in rotations)
+        {
+            promoted.TryAdd(rotation.KeyId, rotation);
+        }
+
+        // The effective activation of every key that takes part in the schedule; unpromoted standby keys do not.
+        var effective = new List<(SigningKeyOptions Key, int Index, ActivationSource Source)>();
+        for (var i = 0; i < keys.Count; i++)
+        {
+            var key = keys[i];
+            if (!key.Standby)
+            {
+                continue;
+            }
+
+            if (key.KeyId is { } kid && promoted.TryGetValue(kid, out var rotation) && rotation.Algorithm == key.Algorithm)
+            {
+                effective.Add((Copy(key, rotation.ActivateAt), i, ActivationSource.Admin));
+            }
+            else
+            {
+                timelines[i] = new KeyTimeline { Name = $"Signing:Keys:{i}", Index = i, Algorithm = key.Algorithm, KeyId = key.KeyId, Standby = true };
+            }
+        }
+
+        foreach (var pool in keys.Select((k, i) => (Key: k, Index: i)).Where(k => !k.Key.Standby).GroupBy(k => k.Key.Algorithm, StringComparer.Ordinal))
+        {
+            var position = 0;
+            foreach (var (key, i) in pool)
+            {
+                if (plan.RotateEvery is { } every && plan.RotateFrom is { } from)
+                {
+                    // Deterministic from the anchor: every replica derives the same dates without coordinating.
+                    effective.Add((Copy(key, position == 0 ? null : from + (every * position)), i, ActivationSource.Schedule));
+                }
+                else
+                {
+                    effective.Add((key, i, ActivationSource.Configuration));
+                }
+
+                position++;
+            }
+        }
+
+        var sources = effective.ToDictionary(e => e.Index, e => e.Source);
+        foreach (var group in effective.Select(e => (e.Key, e.Index)).GroupBy(k => k.Key.Algorithm, StringComparer.Ordinal))
         {
             // Null (active from the start) first, then by activation.
             var ordered = group.OrderBy(k => k.Key.ActivateAt ?? DateTimeOffset.MinValue).ThenBy(k => k.Index).ToList();
@@ -120,6 +222,8 @@ public static class KeySchedule
                     Name = name,
                     Index = i,
                     Algorithm = key.Algorithm,
+                    KeyId = key.KeyId,
+                    ActivatedBy = sources[i],
                     PublishAt = key.ActivateAt - lead,
                     ActivateAt = key.ActivateAt,
                     RetireAt = retire,
@@ -130,6 +234,20 @@ public static class KeySchedule
 
         return timelines;
     }
+
+    private static SigningKeyOptions Copy(SigningKeyOptions key, DateTimeOffset? activateAt) => new()
+    {
+        Source = key.Source,
+        Path = key.Path,
+        Uri = key.Uri,
+        PinFile = key.PinFile,
+        PinEnvironmentVariable = key.PinEnvironmentVariable,
+        Algorithm = key.Algorithm,
+        KeyId = key.KeyId,
+        ActivateAt = activateAt,
+        RetireAt = key.RetireAt,
+        RemoveAt = key.RemoveAt,
+    };
 
     /// <summary>
     /// Checks that every algorithm tokens are signed with has an active key now and at every later instant the

@@ -1,19 +1,24 @@
 using System.Text.Json;
 using TokenBroker.Configuration;
+using TokenBroker.State;
 
 namespace TokenBroker.Signing;
 
 /// <summary>
 /// The broker's keys and their schedule. Which keys are published and which key signs each algorithm are computed
-/// from configured dates and the injected clock, so replicas with the same configuration agree without
-/// coordinating. The JWKS is rendered once per schedule change.
+/// from configured dates, the admin rotations recorded in the shared state store (<see cref="ApplyRotations"/>)
+/// and the injected clock, so replicas with the same configuration and store agree without talking to each other.
+/// The JWKS is rendered once per schedule change.
 /// </summary>
 public sealed class SigningKeyRing : IDisposable
 {
-    private readonly IReadOnlyList<(ITokenSigner Signer, KeyTimeline Timeline)> _entries;
     private readonly IReadOnlyDictionary<string, string> _audienceAlgorithms;
     private readonly TimeProvider _time;
-    private KeySet _current;
+    private readonly KeyPlan? _plan;
+    private readonly Lock _rescheduling = new();
+
+    // Entries and the key set derived from them change together, so one reference holds both.
+    private Snapshot _snapshot;
 
     /// <summary>A ring with every key active from the start (one per algorithm); the first key's algorithm is the default.</summary>
     public SigningKeyRing(IReadOnlyList<ITokenSigner> keys)
@@ -35,19 +40,65 @@ public sealed class SigningKeyRing : IDisposable
             throw new InvalidOperationException($"two signing keys share the kid '{duplicate.Key}'");
         }
 
-        _entries = entries;
         _audienceAlgorithms = audienceAlgorithms;
         _time = time;
         DefaultAlgorithm = defaultAlgorithm;
         JwksMaxAge = jwksMaxAge;
-        _current = Compute(time.GetUtcNow());
+        _snapshot = new Snapshot(entries, KeyRotationSet.Empty, Compute(entries, time.GetUtcNow()));
+    }
+
+    private SigningKeyRing(IReadOnlyList<(ITokenSigner Signer, KeyTimeline Timeline)> entries, KeyPlan plan, ResolvedSettings settings, TimeProvider time)
+        : this(entries, settings.DefaultAlgorithm, settings.AudienceAlgorithms, settings.JwksMaxAge, time)
+    {
+        _plan = plan;
     }
 
     /// <summary>Every loaded key with its dates (removed keys are not loaded).</summary>
-    public IReadOnlyList<(ITokenSigner Signer, KeyTimeline Timeline)> Entries => _entries;
+    public IReadOnlyList<(ITokenSigner Signer, KeyTimeline Timeline)> Entries => Volatile.Read(ref _snapshot).Entries;
 
     /// <summary>Every loaded key, whatever its state.</summary>
-    public IReadOnlyList<ITokenSigner> Keys => _entries.Select(e => e.Signer).ToList();
+    public IReadOnlyList<ITokenSigner> Keys => Entries.Select(e => e.Signer).ToList();
+
+    /// <summary>The admin rotations the schedule currently includes (version 0 and none until the store was read).</summary>
+    public KeyRotationSet Rotations => Volatile.Read(ref _snapshot).Rotations;
+
+    /// <summary>The plan the schedule is computed from; null for a ring built from signers alone (no rotations).</summary>
+    public KeyPlan? Plan => _plan;
+
+    /// <summary>
+    /// Recomputes every key's dates from the configuration plus these admin rotations (the shared record as just
+    /// read). The same version as the one applied is a no-op. Any other version is applied, also a lower one:
+    /// after the store lost its data (Redis restarted without persistence) every replica must fall back to the same
+    /// schedule, and new rotations recorded from version 1 again must not be ignored. Reads are serialized by
+    /// <see cref="KeyRotationSync"/>, so an older read cannot overtake a newer one.
+    /// </summary>
+    /// <returns>False when the rotations do not give a valid schedule; the previous schedule stays and <paramref name="errors"/> says why.</returns>
+    public bool ApplyRotations(KeyRotationSet rotations, List<string> errors)
+    {
+        if (_plan is null)
+        {
+            return true;
+        }
+
+        lock (_rescheduling)
+        {
+            var current = Volatile.Read(ref _snapshot);
+            if (rotations.Version == current.Rotations.Version)
+            {
+                return true;
+            }
+
+            var timelines = KeySchedule.Compute(_plan, rotations.Rotations, errors);
+            if (errors.Count > 0)
+            {
+                return false;
+            }
+
+            var entries = current.Entries.Select(e => (e.Signer, timelines[e.Timeline.Index])).ToList();
+            Volatile.Write(ref _snapshot, new Snapshot(entries, rotations, Compute(entries, _time.GetUtcNow())));
+            return true;
+        }
+    }
 
     public string DefaultAlgorithm { get; }
 
@@ -65,7 +116,7 @@ public sealed class SigningKeyRing : IDisposable
     public byte[] JwksJson => Current.Jwks;
 
     /// <summary>Every algorithm a configured key has (for discovery metadata).</summary>
-    public IEnumerable<string> Algorithms => _entries.Select(k => k.Signer.Algorithm).Distinct(StringComparer.Ordinal);
+    public IEnumerable<string> Algorithms => Entries.Select(k => k.Signer.Algorithm).Distinct(StringComparer.Ordinal);
 
     /// <summary>The algorithms tokens are signed with: the default and every audience mapping.</summary>
     public IEnumerable<string> SigningAlgorithms => _audienceAlgorithms.Values.Prepend(DefaultAlgorithm).Distinct(StringComparer.Ordinal);
@@ -101,40 +152,49 @@ public sealed class SigningKeyRing : IDisposable
         get
         {
             var now = _time.GetUtcNow();
-            var current = Volatile.Read(ref _current);
-            if (now >= current.From && now < current.Until)
+            while (true)
             {
-                return current;
-            }
+                var snapshot = Volatile.Read(ref _snapshot);
+                var current = snapshot.Keys;
+                if (now >= current.From && now < current.Until)
+                {
+                    return current;
+                }
 
-            current = Compute(now);
-            Volatile.Write(ref _current, current);
-            return current;
+                // Only replace the snapshot this set was computed from: a concurrent rescheduling wins.
+                var next = snapshot with { Keys = Compute(snapshot.Entries, now) };
+                if (ReferenceEquals(Interlocked.CompareExchange(ref _snapshot, next, snapshot), snapshot))
+                {
+                    return next.Keys;
+                }
+            }
         }
     }
 
     public void Dispose()
     {
-        foreach (var (signer, _) in _entries)
+        foreach (var (signer, _) in Entries)
         {
             (signer as IDisposable)?.Dispose();
         }
     }
 
-    private KeySet Compute(DateTimeOffset now)
+    private static KeySet Compute(IReadOnlyList<(ITokenSigner Signer, KeyTimeline Timeline)> entries, DateTimeOffset now)
     {
-        var states = _entries.Select(e => (e.Signer, e.Timeline, State: e.Timeline.StateAt(now))).ToList();
+        var states = entries.Select(e => (e.Signer, e.Timeline, State: e.Timeline.StateAt(now))).ToList();
         var published = states.Where(s => KeyTimeline.IsPublished(s.State)).Select(s => s.Signer).ToList();
 
         // At most one active key per algorithm; should configuration ever allow overlap, the latest activation wins.
         var active = states.Where(s => s.State == KeyState.Active)
             .GroupBy(s => s.Signer.Algorithm, StringComparer.Ordinal)
             .ToDictionary(g => g.Key, g => g.OrderByDescending(s => s.Timeline.ActivateAt ?? DateTimeOffset.MinValue).First().Signer, StringComparer.Ordinal);
-        var boundaries = _entries.SelectMany(e => e.Timeline.Boundaries()).ToList();
+        var boundaries = entries.SelectMany(e => e.Timeline.Boundaries()).ToList();
         var until = boundaries.Where(b => b > now).DefaultIfEmpty(DateTimeOffset.MaxValue).Min();
         var from = boundaries.Where(b => b <= now).DefaultIfEmpty(DateTimeOffset.MinValue).Max();
         return new KeySet(from, until, published, active, RenderJwks(published));
     }
+
+    private sealed record Snapshot(IReadOnlyList<(ITokenSigner Signer, KeyTimeline Timeline)> Entries, KeyRotationSet Rotations, KeySet Keys);
 
     private sealed record KeySet(DateTimeOffset From, DateTimeOffset Until, IReadOnlyList<ITokenSigner> Published, IReadOnlyDictionary<string, ITokenSigner> Active, byte[] Jwks);
 
@@ -158,7 +218,9 @@ public sealed class SigningKeyRing : IDisposable
                 entries.Add((Open(timeline.Name, settings.SigningKeys[i], settings.SigningReopenInterval, time), timeline));
             }
 
-            return new SigningKeyRing(entries, settings.DefaultAlgorithm, settings.AudienceAlgorithms, settings.JwksMaxAge, time);
+            return settings.KeyPlan is { } plan
+                ? new SigningKeyRing(entries, plan, settings, time)
+                : new SigningKeyRing(entries, settings.DefaultAlgorithm, settings.AudienceAlgorithms, settings.JwksMaxAge, time);
         }
         catch
         {
@@ -179,6 +241,8 @@ public sealed class SigningKeyRing : IDisposable
         {
             case "generated":
                 return LocalKeySigner.Generate(key.Algorithm, key.KeyId);
+            case "aws-kms":
+                return AwsKmsSigner.Open(name, key.KmsKeyId!, key.Region!, key.ServiceUrl, key.Algorithm, key.KeyId, TimeSpan.FromSeconds(5));
             case "pkcs11":
                 if (!OperatingSystem.IsLinux())
                 {

@@ -17,6 +17,12 @@ internal sealed class InstrumentedStateStore(IStateStore inner, BrokerMetrics me
         remove => Inner.BlocksChanged -= value;
     }
 
+    public event Action? KeyRotationsChanged
+    {
+        add => Inner.KeyRotationsChanged += value;
+        remove => Inner.KeyRotationsChanged -= value;
+    }
+
     public ValueTask<bool> TryConsumeAsync(string replayKey, DateTimeOffset replayExpiresAt, IssuedTokenRecord issued, CancellationToken cancel) =>
         RunAsync("consume", () => Inner.TryConsumeAsync(replayKey, replayExpiresAt, issued, cancel));
 
@@ -48,6 +54,12 @@ internal sealed class InstrumentedStateStore(IStateStore inner, BrokerMetrics me
 
     public ValueTask<bool> RemoveBlockAsync(string id, CancellationToken cancel) =>
         RunAsync("remove_block", () => Inner.RemoveBlockAsync(id, cancel));
+
+    public ValueTask<KeyRotationSet> GetKeyRotationsAsync(CancellationToken cancel) =>
+        RunAsync("get_key_rotations", () => Inner.GetKeyRotationsAsync(cancel), traced: false);
+
+    public ValueTask<long?> TryAddKeyRotationAsync(long expectedVersion, KeyRotation rotation, CancellationToken cancel) =>
+        RunAsync("add_key_rotation", () => Inner.TryAddKeyRotationAsync(expectedVersion, rotation, cancel));
 
     public ValueTask<bool> PingAsync(CancellationToken cancel) =>
         RunAsync("ping", () => Inner.PingAsync(cancel), traced: false);

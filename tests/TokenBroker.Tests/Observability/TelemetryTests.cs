@@ -233,6 +233,12 @@ internal sealed class FaultSwitchStore(IStateStore inner) : IStateStore
         remove => inner.BlocksChanged -= value;
     }
 
+    public event Action? KeyRotationsChanged
+    {
+        add => inner.KeyRotationsChanged += value;
+        remove => inner.KeyRotationsChanged -= value;
+    }
+
     private void Check()
     {
         if (Failing)
@@ -276,6 +282,14 @@ internal sealed class FaultSwitchStore(IStateStore inner) : IStateStore
     }
 
     public ValueTask<bool> RemoveBlockAsync(string id, CancellationToken cancel) => inner.RemoveBlockAsync(id, cancel);
+
+    public ValueTask<KeyRotationSet> GetKeyRotationsAsync(CancellationToken cancel) => inner.GetKeyRotationsAsync(cancel);
+
+    public ValueTask<long?> TryAddKeyRotationAsync(long expectedVersion, KeyRotation rotation, CancellationToken cancel)
+    {
+        Check();
+        return inner.TryAddKeyRotationAsync(expectedVersion, rotation, cancel);
+    }
 
     public ValueTask<bool> PingAsync(CancellationToken cancel) => inner.PingAsync(cancel);
 }
