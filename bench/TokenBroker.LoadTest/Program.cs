@@ -25,6 +25,8 @@ await using var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
 var brokerUrl = $"http://127.0.0.1:{FakeCiIssuer.FreePort()}";
 issuer.DefaultAudience = brokerUrl;
 
+var auditDir = Directory.CreateTempSubdirectory("tb-bench-audit-").FullName;
+var auditPath = Path.Combine(auditDir, "audit.jsonl");
 var brokerArgs = new List<string>
 {
     options.BrokerDll, "serve", "--urls", brokerUrl,
@@ -39,15 +41,24 @@ var brokerArgs = new List<string>
     "--TokenBroker:Providers:gitlab:AllowHttp=true",
     "--TokenBroker:Providers:gitlab:SharedIssuer=true",
     // The audit log cannot be turned off (it is its own writer, not a log category): its cost is part of the
-    // measurement. It goes to stdout, which is read and discarded below.
+    // measurement. It goes to a file, as in a deployment that ships it with a log agent; to stdout it would be parsed
+    // line by line by this process's redirected-stream reader, which costs the shared cores more than the broker's write.
+    "--TokenBroker:Audit:Sink=file",
+    $"--TokenBroker:Audit:Path={auditPath}",
 };
 brokerArgs.AddRange(options.BrokerSettings.Select(kv => $"--{kv.Key}={kv.Value}"));
-using var broker = Process.Start(new ProcessStartInfo("dotnet", brokerArgs)
+var brokerStart = new ProcessStartInfo("dotnet", brokerArgs)
 {
     RedirectStandardOutput = true,
     RedirectStandardError = true,
     Environment = { ["DOTNET_gcServer"] = options.ServerGc ? "1" : "0" },
-})!;
+};
+foreach (var (name, value) in options.BrokerEnvironment)
+{
+    brokerStart.Environment[name] = value;
+}
+
+using var broker = Process.Start(brokerStart)!;
 var brokerErr = new StringBuilder();
 broker.ErrorDataReceived += (_, e) => { lock (brokerErr) { brokerErr.AppendLine(e.Data); } };
 broker.OutputDataReceived += (_, _) => { };
@@ -104,12 +115,16 @@ try
         Console.WriteLine($"Redis used_memory after {exchanges} exchanges: {redis.UsedMemory() / 1024.0 / 1024.0:F1} MiB");
     }
 
+    // Every request (granted or refused) leaves one audit line; the writer may still be draining its buffer.
+    await Task.Delay(500);
+    Console.WriteLine($"audit events written: {File.ReadLines(auditPath).Count()} ({new FileInfo(auditPath).Length / 1024.0 / 1024.0:F1} MiB)");
     return 0;
 }
 finally
 {
     broker.Kill(entireProcessTree: true);
     await broker.WaitForExitAsync();
+    Directory.Delete(auditDir, true);
 }
 
 static async Task WaitReadyAsync(HttpClient client, Process broker, StringBuilder err)
@@ -381,6 +396,9 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
     /// <summary><c>wrk</c> (default when installed) or <c>dotnet</c> (an HttpClient loop in this process).</summary>
     public string Driver { get; init; } = "dotnet";
 
+    /// <summary>Extra environment variables for the broker process (<c>--env NAME=VALUE</c>, repeatable).</summary>
+    public Dictionary<string, string> BrokerEnvironment { get; init; } = [];
+
     /// <summary>wrk: seconds per level.</summary>
     public int DurationSeconds { get; init; } = 5;
 
@@ -399,12 +417,13 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
         }
 
         var settings = new Dictionary<string, string>();
+        var environment = new Dictionary<string, string>();
         for (var i = 0; i < args.Length - 1; i++)
         {
-            if (args[i] == "--set")
+            if (args[i] is "--set" or "--env")
             {
                 var kv = args[i + 1].Split('=', 2);
-                settings[kv[0]] = kv[1];
+                (args[i] == "--set" ? settings : environment)[kv[0]] = kv[1];
             }
         }
 
@@ -421,6 +440,7 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
             settings)
         {
             Driver = Value("--driver", onPath ? "wrk" : "dotnet"),
+            BrokerEnvironment = environment,
             DurationSeconds = duration,
             WrkThreads = int.Parse(Value("--wrk-threads", "2"), CultureInfo.InvariantCulture),
 
