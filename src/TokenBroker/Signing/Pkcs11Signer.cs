@@ -91,11 +91,13 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
             catch (CryptographicException e)
             {
                 Log.SignFailed(_logger, _name, _uri, e.Message);
-                Invalidate(key);
+                Invalidate(key, releaseAllKeys: true);
             }
             catch (ObjectDisposedException)
             {
-                // Replaced by a concurrent reopen; try the new key.
+                // Replaced by a concurrent reopen (then try the new key), or released after another key failed (then
+                // open it again).
+                Invalidate(key, releaseAllKeys: false);
             }
 
             if (attempt == 1)
@@ -156,7 +158,7 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
         }
     }
 
-    private void Invalidate(AsymmetricAlgorithm failed)
+    private void Invalidate(AsymmetricAlgorithm failed, bool releaseAllKeys)
     {
         lock (_reopenLock)
         {
@@ -165,6 +167,13 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
                 _key = null;
                 EngineKeys.Release(failed);
             }
+        }
+
+        if (releaseAllKeys)
+        {
+            // The HSM failed under this key; keys that do not sign (standby, retired, next) would never fail and so
+            // would keep the dead module alive. Every signer opens its key again when it next signs.
+            EngineKeys.ReleaseAll();
         }
     }
 
@@ -309,7 +318,9 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
     /// not come back either (SoftHSM2 answers CKR_GENERAL_ERROR for it until <c>C_Finalize</c>; libp11's
     /// <c>RE_ENUMERATE</c> fails on that very slot). Releasing the last hold on a key therefore detaches the engine
     /// from the key object. When no key holds the engine any more, its last <c>ENGINE_finish</c> frees libp11's slots
-    /// and finalizes the module; the next open initializes it again and logs in afresh. Signing holds the read side
+    /// and finalizes the module; the next open initializes it again and logs in afresh. So a key that fails to sign
+    /// releases every key of the process (<see cref="ReleaseAll"/>), also those that never sign and would never fail;
+    /// each signer opens its key again when it next signs. Signing holds the read side
     /// of <see cref="Gate"/>, loading and releasing the write side, so the module is never finalized under a
     /// signature in progress, in any signer of the process.
     /// </remarks>
@@ -375,6 +386,25 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
                 key.Dispose();
                 if (Handles.Remove(key, out var handle))
                 {
+                    Drop(handle);
+                }
+            }
+            finally
+            {
+                Gate.ExitWriteLock();
+            }
+        }
+
+        /// <summary>Releases every open key, so that the engine can finalize the module; their signers open them again.</summary>
+        public static void ReleaseAll()
+        {
+            Gate.EnterWriteLock();
+            try
+            {
+                foreach (var (key, handle) in Handles.ToArray())
+                {
+                    key.Dispose();
+                    Handles.Remove(key);
                     Drop(handle);
                 }
             }

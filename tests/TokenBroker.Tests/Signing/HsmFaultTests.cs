@@ -22,7 +22,7 @@ public sealed class HsmFaultTests
     public async Task TokenStoreVanishing_FailsReadinessAndExchangesWith503_ThenTheBrokerRecoversByItselfWhenItReturns()
     {
         SoftHsm.RequireTools();
-        var dir = SoftHsm.CreateTokenDirectory(("tbfault", [("k", "EC:prime256v1")]));
+        var dir = SoftHsm.CreateTokenDirectory(("tbfault", [("k", "EC:prime256v1"), ("standby", "EC:prime256v1")]));
         await using var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
         var port = FakeCiIssuer.FreePort();
         var url = $"http://127.0.0.1:{port}";
@@ -31,6 +31,14 @@ public sealed class HsmFaultTests
         settings["TokenBroker:Signing:Keys:0:Source"] = "pkcs11";
         settings["TokenBroker:Signing:Keys:0:Uri"] = "pkcs11:token=tbfault;object=k";
         settings["TokenBroker:Signing:Keys:0:PinEnvironmentVariable"] = "TB_FAULT_PIN";
+
+        // A standby key is opened too but never signs, so it never fails by itself: it must not keep the dead PKCS#11
+        // module alive.
+        settings["TokenBroker:Signing:Keys:1:Source"] = "pkcs11";
+        settings["TokenBroker:Signing:Keys:1:Uri"] = "pkcs11:token=tbfault;object=standby";
+        settings["TokenBroker:Signing:Keys:1:PinEnvironmentVariable"] = "TB_FAULT_PIN";
+        settings["TokenBroker:Signing:Keys:1:Standby"] = "true";
+        settings["TokenBroker:Signing:Keys:1:KeyId"] = "standby-1";
         var reopenInterval = TimeSpan.FromSeconds(2);
         settings["TokenBroker:Signing:ReopenInterval"] = reopenInterval.ToString();
         var start = new ProcessStartInfo("dotnet", [typeof(RuleStore).Assembly.Location, "serve", "--urls", url, .. settings.Select(kv => $"--{kv.Key}={kv.Value}")])
