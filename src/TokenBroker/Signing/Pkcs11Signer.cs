@@ -1,5 +1,6 @@
 using System.IO.Pipes;
 using Microsoft.Win32.SafeHandles;
+using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Security.Cryptography;
 using Microsoft.IdentityModel.Tokens;
@@ -15,7 +16,8 @@ namespace TokenBroker.Signing;
 /// <c>pin-source=file:/dev/fd/N</c>, because libp11 prints the full URI to stderr when a key cannot be loaded.
 /// When signing fails (session lost, HSM unreachable) the signer answers <see cref="SigningUnavailableException"/>
 /// and reopens the key by itself, at most once per <c>reopenInterval</c>; a reopened key must have the same public
-/// key, or it is refused.
+/// key, or it is refused. A failed key is released so that libp11 can let go of the PKCS#11 module: see
+/// <see cref="EngineKeys"/>.
 /// </remarks>
 [SupportedOSPlatform("linux")]
 public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
@@ -89,11 +91,13 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
             catch (CryptographicException e)
             {
                 Log.SignFailed(_logger, _name, _uri, e.Message);
-                Invalidate(key);
+                Invalidate(key, releaseAllKeys: true);
             }
             catch (ObjectDisposedException)
             {
-                // Replaced by a concurrent reopen; try the new key.
+                // Replaced by a concurrent reopen (then try the new key), or released after another key failed (then
+                // open it again).
+                Invalidate(key, releaseAllKeys: false);
             }
 
             if (attempt == 1)
@@ -127,27 +131,49 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
         lock (_reopenLock)
         {
             _disposed = true;
-            _key?.Dispose();
+            if (_key is { } key)
+            {
+                EngineKeys.Release(key);
+            }
+
             _key = null;
         }
     }
 
-    private byte[] SignWith(AsymmetricAlgorithm key, ReadOnlySpan<byte> data) => key switch
+    private byte[] SignWith(AsymmetricAlgorithm key, ReadOnlySpan<byte> data)
     {
-        ECDsa ec => ec.SignData(data, SignerKeys.HashFor(Algorithm)),
-        RSA rsa => rsa.SignData(data, SignerKeys.HashFor(Algorithm), SignerKeys.PaddingFor(Algorithm)),
-        _ => throw new CryptographicException("unsupported key type"),
-    };
+        EngineKeys.Gate.EnterReadLock();
+        try
+        {
+            return key switch
+            {
+                ECDsa ec => ec.SignData(data, SignerKeys.HashFor(Algorithm)),
+                RSA rsa => rsa.SignData(data, SignerKeys.HashFor(Algorithm), SignerKeys.PaddingFor(Algorithm)),
+                _ => throw new CryptographicException("unsupported key type"),
+            };
+        }
+        finally
+        {
+            EngineKeys.Gate.ExitReadLock();
+        }
+    }
 
-    private void Invalidate(AsymmetricAlgorithm failed)
+    private void Invalidate(AsymmetricAlgorithm failed, bool releaseAllKeys)
     {
         lock (_reopenLock)
         {
             if (ReferenceEquals(_key, failed))
             {
                 _key = null;
-                failed.Dispose();
+                EngineKeys.Release(failed);
             }
+        }
+
+        if (releaseAllKeys)
+        {
+            // The HSM failed under this key; keys that do not sign (standby, retired, next) would never fail and so
+            // would keep the dead module alive. Every signer opens its key again when it next signs.
+            EngineKeys.ReleaseAll();
         }
     }
 
@@ -177,7 +203,7 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
                 {
                     // Another key now answers at this URI: signing with it would issue tokens under a kid whose
                     // published public key does not verify them. Fail closed until the configuration says otherwise.
-                    key.Dispose();
+                    EngineKeys.Release(key);
                     Log.ReopenedDifferentKey(_logger, _name, _uri);
                     return null;
                 }
@@ -206,7 +232,6 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
             throw new InvalidOperationException($"HSM key {name} ({uri}): the PIN cannot be read: {e.Message}", e);
         }
 
-        SafeEvpPKeyHandle handle;
         SafePipeHandle readEnd;
         using (var pipe = new AnonymousPipeServerStream(PipeDirection.Out, HandleInheritability.None))
         {
@@ -216,12 +241,13 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
             pipe.Write(System.Text.Encoding.UTF8.GetBytes(pin));
         }
 
+        SafeEvpPKeyHandle handle;
         using (readEnd)
         {
             var fd = readEnd.DangerousGetHandle().ToInt32();
             try
             {
-                handle = SafeEvpPKeyHandle.OpenPrivateKeyFromEngine("pkcs11", WithPinSource(uri, $"/dev/fd/{fd}"));
+                handle = EngineKeys.Load(WithPinSource(uri, $"/dev/fd/{fd}"));
             }
             catch (CryptographicException e)
             {
@@ -229,16 +255,29 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
             }
         }
 
-        using (handle)
+        AsymmetricAlgorithm key;
+        try
         {
-            try
-            {
-                return algorithm.StartsWith("ES", StringComparison.Ordinal) ? CheckEc(name, uri, new ECDsaOpenSsl(handle), algorithm) : CheckRsa(name, uri, new RSAOpenSsl(handle));
-            }
-            catch (CryptographicException e)
-            {
-                throw new InvalidOperationException($"HSM key {name} ({uri}) is not a key for {algorithm} ({e.Message})", e);
-            }
+            key = EngineKeys.Wrap(handle, algorithm.StartsWith("ES", StringComparison.Ordinal));
+        }
+        catch (CryptographicException e)
+        {
+            throw new InvalidOperationException($"HSM key {name} ({uri}) is not a key for {algorithm} ({e.Message})", e);
+        }
+
+        try
+        {
+            return key is ECDsa ec ? CheckEc(name, uri, ec, algorithm) : CheckRsa(name, uri, (RSA)key);
+        }
+        catch (CryptographicException e)
+        {
+            EngineKeys.Release(key);
+            throw new InvalidOperationException($"HSM key {name} ({uri}) is not a key for {algorithm} ({e.Message})", e);
+        }
+        catch (InvalidOperationException)
+        {
+            EngineKeys.Release(key);
+            throw;
         }
     }
 
@@ -251,7 +290,6 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
         var want = algorithm == "ES256" ? "1.2.840.10045.3.1.7" : "1.3.132.0.34";
         if (parameters.Curve.Oid.Value != want && parameters.Curve.Oid.FriendlyName != (algorithm == "ES256" ? "nistP256" : "nistP384"))
         {
-            ec.Dispose();
             throw new InvalidOperationException($"HSM key {name} ({uri}) is on curve {parameters.Curve.Oid.FriendlyName ?? parameters.Curve.Oid.Value}; {algorithm} needs {(algorithm == "ES256" ? "P-256" : "P-384")}");
         }
 
@@ -262,12 +300,189 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
     {
         if (rsa.KeySize < 2048)
         {
-            rsa.Dispose();
             throw new InvalidOperationException($"HSM key {name} ({uri}) is RSA-{rsa.KeySize}; at least 2048 bits are required");
         }
 
         _ = rsa.ExportParameters(false);
         return rsa;
+    }
+
+    /// <summary>
+    /// The keys opened through OpenSSL's pkcs11 engine, and what lets the engine start its PKCS#11 module afresh after
+    /// the HSM failed.
+    /// </summary>
+    /// <remarks>
+    /// libp11 (0.4.12 here) caches every private key it loaded, and each cached EVP_PKEY holds a functional reference
+    /// to the engine (<c>EVP_PKEY_set1_engine</c>). So the engine is never finished and the module never finalized:
+    /// a key that failed keeps coming back from the cache with its dead object handle, and a token that vanished does
+    /// not come back either (SoftHSM2 answers CKR_GENERAL_ERROR for it until <c>C_Finalize</c>; libp11's
+    /// <c>RE_ENUMERATE</c> fails on that very slot). Releasing the last hold on a key therefore detaches the engine
+    /// from the key object. When no key holds the engine any more, its last <c>ENGINE_finish</c> frees libp11's slots
+    /// and finalizes the module; the next open initializes it again and logs in afresh. So a key that fails to sign
+    /// releases every key of the process (<see cref="ReleaseAll"/>), also those that never sign and would never fail;
+    /// each signer opens its key again when it next signs. Signing holds the read side
+    /// of <see cref="Gate"/>, loading and releasing the write side, so the module is never finalized under a
+    /// signature in progress, in any signer of the process.
+    /// </remarks>
+    private static class EngineKeys
+    {
+        internal static readonly ReaderWriterLockSlim Gate = new(LockRecursionPolicy.NoRecursion);
+
+        // The engine handle of each open key, and how many open keys share each EVP_PKEY (libp11 answers the same
+        // cached object for the same key).
+        private static readonly Dictionary<AsymmetricAlgorithm, SafeEvpPKeyHandle> Handles = new(ReferenceEqualityComparer.Instance);
+        private static readonly Dictionary<IntPtr, int> Holders = [];
+
+        /// <exception cref="CryptographicException">The engine cannot load the key.</exception>
+        public static SafeEvpPKeyHandle Load(string uriWithPinSource)
+        {
+            Gate.EnterWriteLock();
+            try
+            {
+                var handle = SafeEvpPKeyHandle.OpenPrivateKeyFromEngine("pkcs11", uriWithPinSource);
+                var pointer = handle.DangerousGetHandle();
+                Holders[pointer] = Holders.GetValueOrDefault(pointer) + 1;
+                return handle;
+            }
+            finally
+            {
+                Gate.ExitWriteLock();
+            }
+        }
+
+        /// <summary>The key of a handle from <see cref="Load"/>, to be given back with <see cref="Release"/>.</summary>
+        /// <exception cref="CryptographicException">The key is not of the expected kind (the handle is released).</exception>
+        public static AsymmetricAlgorithm Wrap(SafeEvpPKeyHandle handle, bool ec)
+        {
+            Gate.EnterWriteLock();
+            try
+            {
+                AsymmetricAlgorithm key;
+                try
+                {
+                    key = ec ? new ECDsaOpenSsl(handle) : new RSAOpenSsl(handle);
+                }
+                catch (CryptographicException)
+                {
+                    Drop(handle);
+                    throw;
+                }
+
+                Handles.Add(key, handle);
+                return key;
+            }
+            finally
+            {
+                Gate.ExitWriteLock();
+            }
+        }
+
+        /// <summary>Disposes a key from <see cref="Wrap"/>; the last holder of an EVP_PKEY detaches the engine from it.</summary>
+        public static void Release(AsymmetricAlgorithm key)
+        {
+            Gate.EnterWriteLock();
+            try
+            {
+                key.Dispose();
+                if (Handles.Remove(key, out var handle))
+                {
+                    Drop(handle);
+                }
+            }
+            finally
+            {
+                Gate.ExitWriteLock();
+            }
+        }
+
+        /// <summary>Releases every open key, so that the engine can finalize the module; their signers open them again.</summary>
+        public static void ReleaseAll()
+        {
+            Gate.EnterWriteLock();
+            try
+            {
+                foreach (var (key, handle) in Handles.ToArray())
+                {
+                    key.Dispose();
+                    Handles.Remove(key);
+                    Drop(handle);
+                }
+            }
+            finally
+            {
+                Gate.ExitWriteLock();
+            }
+        }
+
+        private static void Drop(SafeEvpPKeyHandle handle)
+        {
+            var pointer = handle.DangerousGetHandle();
+            var left = Holders[pointer] - 1;
+            if (left > 0)
+            {
+                Holders[pointer] = left;
+                handle.Dispose();
+                return;
+            }
+
+            Holders.Remove(pointer);
+            var engine = IntPtr.Zero;
+            var initialised = false;
+            try
+            {
+                // Our own functional reference first: detaching the engine must not be its last reference while we
+                // still hold the key, or libp11 would free its PKCS#11 key object under our EVP_PKEY (whose free
+                // then reads it). Valgrind showed exactly that; in this order it is clean.
+                engine = EngineById("pkcs11");
+                initialised = engine != IntPtr.Zero && EngineInit(engine) == 1;
+                if (initialised)
+                {
+                    _ = EvpPkeySet1Engine(pointer, IntPtr.Zero);
+                }
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                // Another OpenSSL than libcrypto.so.3: the key is released, the engine stays as it is (a failed
+                // HSM then needs a restart).
+            }
+
+            handle.Dispose();
+            if (initialised)
+            {
+                // If no other key holds the engine, this is its last functional reference: libp11 frees its slots
+                // and cached keys and finalizes the module (C_Finalize); the next open initializes it again.
+                _ = EngineFinish(engine);
+            }
+
+            if (engine != IntPtr.Zero)
+            {
+                _ = EngineFree(engine);
+            }
+        }
+
+        // The libcrypto .NET already loaded (OpenSSL 3). DllImport, not LibraryImport: the host is not compiled with
+        // unsafe code.
+        private const string LibCrypto = "libcrypto.so.3";
+
+        [DllImport(LibCrypto, EntryPoint = "ENGINE_by_id", ExactSpelling = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        private static extern IntPtr EngineById([MarshalAs(UnmanagedType.LPUTF8Str)] string id);
+
+        [DllImport(LibCrypto, EntryPoint = "ENGINE_init", ExactSpelling = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        private static extern int EngineInit(IntPtr engine);
+
+        [DllImport(LibCrypto, EntryPoint = "ENGINE_finish", ExactSpelling = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        private static extern int EngineFinish(IntPtr engine);
+
+        [DllImport(LibCrypto, EntryPoint = "ENGINE_free", ExactSpelling = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        private static extern int EngineFree(IntPtr engine);
+
+        [DllImport(LibCrypto, EntryPoint = "EVP_PKEY_set1_engine", ExactSpelling = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        private static extern int EvpPkeySet1Engine(IntPtr pkey, IntPtr engine);
     }
 
     private static partial class Log
