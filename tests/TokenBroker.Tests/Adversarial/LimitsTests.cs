@@ -118,7 +118,7 @@ public sealed class LimitsTests
         var limit = Cases[name];
 
         var accepted = await _default.PostFormAsync(Form(_default.GitHubToken(tweak: limit.Tweak), limit.Extra));
-        var refused = await _tight.PostFormAsync(Form(_tight.GitHubToken(tweak: limit.Tweak), limit.Extra));
+        var refused = await _tight.PostFormAsync(Form(_tight.GitHubToken(tweak: limit.Tweak), limit.Extra), expectContinue: true);
 
         Assert.That(accepted.Status, Is.EqualTo(HttpStatusCode.OK), "the default limit accepts it: " + accepted.Raw);
         AssertRefused(_tight, refused, limit);
@@ -141,7 +141,7 @@ public sealed class LimitsTests
         var discovery = _tight.Issuer.DiscoveryHits;
         var jwks = _tight.Issuer.JwksHits;
 
-        var response = await _tight.PostFormAsync(Form(Forged(_tight, limit.Tweak), limit.Extra));
+        var response = await _tight.PostFormAsync(Form(Forged(_tight, limit.Tweak), limit.Extra), expectContinue: true);
 
         AssertRefused(_tight, response, limit);
         Assert.That((_tight.Issuer.DiscoveryHits - discovery, _tight.Issuer.JwksHits - jwks), Is.EqualTo((0, 0)), "an over-limit request never reaches the provider");
