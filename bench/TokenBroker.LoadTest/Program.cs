@@ -87,6 +87,16 @@ try
 
     // Warm-up: JIT, key fetch, connection pool.
     await RunLevelAsync(client, new ArraySegment<string>(Mint(options.Warmup)), 8, options.Audience);
+    var exchanges = options.Warmup;
+    if (options.Driver == "wrk" && options.WarmupSeconds > 0)
+    {
+        // Then steady state: tiered compilation re-JITs hot methods with profile data during the first tens of seconds
+        // under load. Without this, whichever level runs first is measured partly on unoptimised code (32 connections
+        // measured alone after a 2,000-request warm-up: ~3,300/s; after this: see docs/performance.md).
+        Console.WriteLine($"warming up for {options.WarmupSeconds} s at 32 connections ...");
+        var warm = await Wrk.RunAsync(brokerUrl, Mint(options.WarmupSeconds * 8000), 32, options with { DurationSeconds = options.WarmupSeconds });
+        exchanges += warm.Count;
+    }
 
     var ceiling = Ceiling.Measure(TimeSpan.FromSeconds(3));
     Console.WriteLine();
@@ -94,7 +104,6 @@ try
     Console.WriteLine();
     Console.WriteLine("| connections | exchanges/s | p50 ms | p90 ms | p99 ms | errors | broker CPU % | broker peak RSS MB | ratio to ceiling |");
     Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    var exchanges = options.Warmup;
     foreach (var level in options.Levels)
     {
         // Unique job tokens for this level, minted before it starts so minting never competes with the measurement.
@@ -399,6 +408,9 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
     /// <summary>Extra environment variables for the broker process (<c>--env NAME=VALUE</c>, repeatable).</summary>
     public Dictionary<string, string> BrokerEnvironment { get; init; } = [];
 
+    /// <summary>wrk: seconds of load at 32 connections before the first level (steady state). Default: 15.</summary>
+    public int WarmupSeconds { get; init; } = 15;
+
     /// <summary>wrk: seconds per level.</summary>
     public int DurationSeconds { get; init; } = 5;
 
@@ -441,6 +453,7 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
         {
             Driver = Value("--driver", onPath ? "wrk" : "dotnet"),
             BrokerEnvironment = environment,
+            WarmupSeconds = int.Parse(Value("--warmup-seconds", "15"), CultureInfo.InvariantCulture),
             DurationSeconds = duration,
             WrkThreads = int.Parse(Value("--wrk-threads", "2"), CultureInfo.InvariantCulture),
 
