@@ -10,92 +10,40 @@ namespace TokenBroker.Signing;
 /// AnnouncementLeadTime before it signs and the JWKS max-age is half of that, so a replica that learns of it
 /// within that margin still publishes the new key before verifiers need it.
 /// </summary>
-internal sealed partial class KeyRotationSync : IHostedService, IDisposable
+internal sealed partial class KeyRotationSync : StateFollower
 {
     private readonly IStateStore _store;
     private readonly SigningKeyRing _ring;
-    private readonly TimeProvider _time;
     private readonly ILogger<KeyRotationSync> _logger;
-    private readonly TimeSpan _interval;
-    private readonly SemaphoreSlim _syncing = new(1, 1);
-    private readonly CancellationTokenSource _stopping = new();
-    private ITimer? _timer;
     private bool _synced;
 
     public KeyRotationSync(IStateStore store, SigningKeyRing ring, ResolvedSettings settings, TimeProvider time, ILogger<KeyRotationSync> logger)
+        : base(time, settings.State.BlockSyncInterval, h => store.KeyRotationsChanged += h, h => store.KeyRotationsChanged -= h)
     {
         _store = store;
         _ring = ring;
-        _time = time;
         _logger = logger;
-        _interval = settings.State.BlockSyncInterval;
-        _store.KeyRotationsChanged += OnChanged;
     }
 
     /// <summary>True once the record has been read (readiness: before that this replica might publish a stale key set).</summary>
     public bool HasSynced => Volatile.Read(ref _synced);
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    protected override async Task ReadAndApplyAsync(CancellationToken cancel)
     {
-        await SyncAsync().ConfigureAwait(false);
-        _timer = _time.CreateTimer(_ => _ = SyncAsync(), null, _interval, _interval);
-    }
-
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        _timer?.Dispose();
-        _stopping.Cancel();
-        return Task.CompletedTask;
-    }
-
-    /// <summary>Re-reads the rotations now (the admin API calls this so that its own replica is current at once).</summary>
-    public async Task SyncAsync()
-    {
-        try
+        var set = await _store.GetKeyRotationsAsync(cancel).ConfigureAwait(false);
+        var errors = new List<string>();
+        if (_ring.ApplyRotations(set, errors))
         {
-            await _syncing.WaitAsync(_stopping.Token).ConfigureAwait(false);
+            Volatile.Write(ref _synced, true);
         }
-        catch (OperationCanceledException)
+        else
         {
-            return;
-        }
-
-        try
-        {
-            var set = await _store.GetKeyRotationsAsync(_stopping.Token).ConfigureAwait(false);
-            var errors = new List<string>();
-            if (_ring.ApplyRotations(set, errors))
-            {
-                Volatile.Write(ref _synced, true);
-            }
-            else
-            {
-                // Cannot happen for records this broker wrote against the same configuration; keep the last good schedule.
-                Log.RotationsRejected(_logger, set.Version, string.Join(" | ", errors));
-            }
-        }
-        catch (StateUnavailableException e)
-        {
-            Log.SyncFailed(_logger, e.Message);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-        finally
-        {
-            _syncing.Release();
+            // Cannot happen for records this broker wrote against the same configuration; keep the last good schedule.
+            Log.RotationsRejected(_logger, set.Version, string.Join(" | ", errors));
         }
     }
 
-    private void OnChanged() => _ = SyncAsync();
-
-    public void Dispose()
-    {
-        _store.KeyRotationsChanged -= OnChanged;
-        _timer?.Dispose();
-        _stopping.Dispose();
-        _syncing.Dispose();
-    }
+    protected override void OnReadFailed(string reason) => Log.SyncFailed(_logger, reason);
 
     private static partial class Log
     {

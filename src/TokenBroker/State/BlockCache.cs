@@ -9,81 +9,39 @@ namespace TokenBroker.State;
 /// never replaces a newer one. When no re-read has succeeded for <see cref="StateOptions.MaxBlockStaleness"/>, the
 /// copy is stale and callers fail closed.
 /// </summary>
-internal sealed partial class BlockCache : IHostedService, IDisposable
+internal sealed partial class BlockCache : StateFollower
 {
     private readonly IStateStore _store;
-    private readonly TimeProvider _time;
     private readonly ILogger<BlockCache> _logger;
-    private readonly TimeSpan _interval;
     private readonly TimeSpan _maxStaleness;
-    private readonly SemaphoreSlim _syncing = new(1, 1);
-    private readonly CancellationTokenSource _stopping = new();
     private BlockSet _current = BlockSet.Empty;
     private long _lastSyncTimestamp;
     private bool _synced;
-    private ITimer? _timer;
 
     public BlockCache(IStateStore store, ResolvedSettings settings, TimeProvider time, ILogger<BlockCache> logger)
+        : base(time, settings.State.BlockSyncInterval, h => store.BlocksChanged += h, h => store.BlocksChanged -= h)
     {
         _store = store;
-        _time = time;
         _logger = logger;
-        _interval = settings.State.BlockSyncInterval;
         _maxStaleness = settings.State.MaxBlockStaleness;
-        _store.BlocksChanged += OnChanged;
     }
 
     /// <summary>The newest snapshot this replica has.</summary>
     public BlockSet Current => Volatile.Read(ref _current);
 
     /// <summary>True when a re-read succeeded recently enough to trust <see cref="Current"/>.</summary>
-    public bool IsFresh => Volatile.Read(ref _synced) && _time.GetElapsedTime(Interlocked.Read(ref _lastSyncTimestamp)) <= _maxStaleness;
+    public bool IsFresh => Volatile.Read(ref _synced) && Time.GetElapsedTime(Interlocked.Read(ref _lastSyncTimestamp)) <= _maxStaleness;
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    protected override async Task ReadAndApplyAsync(CancellationToken cancel)
     {
-        await SyncAsync().ConfigureAwait(false);
-        _timer = _time.CreateTimer(_ => _ = SyncAsync(), null, _interval, _interval);
+        var started = Time.GetTimestamp();
+        var set = await _store.GetBlocksAsync(cancel).ConfigureAwait(false);
+        Apply(set);
+        Interlocked.Exchange(ref _lastSyncTimestamp, started);
+        Volatile.Write(ref _synced, true);
     }
 
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        _timer?.Dispose();
-        _stopping.Cancel();
-        return Task.CompletedTask;
-    }
-
-    /// <summary>Re-reads the blocks now (also used by the admin API so that its own replica is current at once).</summary>
-    public async Task SyncAsync()
-    {
-        try
-        {
-            await _syncing.WaitAsync(_stopping.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            return;
-        }
-
-        try
-        {
-            var started = _time.GetTimestamp();
-            var set = await _store.GetBlocksAsync(_stopping.Token).ConfigureAwait(false);
-            Apply(set);
-            Interlocked.Exchange(ref _lastSyncTimestamp, started);
-            Volatile.Write(ref _synced, true);
-        }
-        catch (StateUnavailableException e)
-        {
-            Log.SyncFailed(_logger, e.Message);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-        finally
-        {
-            _syncing.Release();
-        }
-    }
+    protected override void OnReadFailed(string reason) => Log.SyncFailed(_logger, reason);
 
     private void Apply(BlockSet set)
     {
@@ -95,16 +53,6 @@ internal sealed partial class BlockCache : IHostedService, IDisposable
                 return;
             }
         }
-    }
-
-    private void OnChanged() => _ = SyncAsync();
-
-    public void Dispose()
-    {
-        _store.BlocksChanged -= OnChanged;
-        _timer?.Dispose();
-        _stopping.Dispose();
-        _syncing.Dispose();
     }
 
     private static partial class Log
