@@ -74,22 +74,21 @@ for trx in "$results"/*.trx; do
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
 done
-pp=$(sed -n 's/^rules test: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$policy_log" | tail -1)
-pf=$(sed -n 's/^rules test: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$policy_log" | tail -1)
-if [ -z "$pp" ]; then
-  echo "policy tests printed no summary"
-  status=1
-fi
-passed=$((passed + ${pp:-0}))
-failed=$((failed + ${pf:-0}))
-mp=$(sed -n 's/^multi-replica demo: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$replica_log" | tail -1)
-mf=$(sed -n 's/^multi-replica demo: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$replica_log" | tail -1)
-if [ -z "$mp" ]; then
-  echo "multi-replica demonstration printed no summary"
-  status=1
-fi
-passed=$((passed + ${mp:-0}))
-failed=$((failed + ${mf:-0}))
+# add_summary NAME LOG PREFIX: adds "<PREFIX>: N passed, N failed" (the last such line of LOG) to the totals.
+add_summary() {
+  local line p f
+  line=$(grep -E "^$3: [0-9]+ passed, [0-9]+ failed$" "$2" | tail -1 || true)
+  if [ -z "$line" ]; then
+    echo "$1 printed no summary"
+    status=1
+    return
+  fi
+  read -r p f < <(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/' <<<"$line")
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+add_summary "policy tests" "$policy_log" "rules test"
+add_summary "multi-replica demonstration" "$replica_log" "multi-replica demo"
 np=$(grep -E '^ℹ pass [0-9]+' "$interop_log" | tail -1 | awk '{print $3}')
 nf=$(grep -E '^ℹ fail [0-9]+' "$interop_log" | tail -1 | awk '{print $3}')
 if [ -z "$np" ]; then
