@@ -134,6 +134,10 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
     private void Watch(ConnectionMultiplexer redis)
     {
+        // SE.Redis 1.x completes every async result in arrival order on a single worker by default, so the rest of
+        // each exchange (signing, the response) ran serialised behind the others' on one thread. Nothing here depends
+        // on that order: block and key-rotation notifications only trigger a re-read.
+        redis.PreserveAsyncOrder = false;
         redis.ConnectionFailed += (_, e) =>
         {
             Log.ConnectionFailed(_logger, e.EndPoint?.ToString() ?? "?", e.FailureType.ToString());
