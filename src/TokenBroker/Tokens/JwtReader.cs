@@ -256,27 +256,7 @@ internal sealed class ParsedJwt(string algorithm, string? keyId, JsonDocument he
     public byte[] Signature { get; } = signature;
 
     /// <summary>Verifies the JWS signature with <paramref name="key"/> and the header's algorithm; false on any failure.</summary>
-    public bool VerifySignature(Microsoft.IdentityModel.Tokens.JsonWebKey key)
-    {
-        var factory = key.CryptoProviderFactory;
-        Microsoft.IdentityModel.Tokens.SignatureProvider? provider = null;
-        try
-        {
-            provider = factory.CreateForVerifying(key, Algorithm);
-            return provider.Verify(SigningInput, Signature);
-        }
-        catch (Exception e) when (e is Microsoft.IdentityModel.Tokens.SecurityTokenException or NotSupportedException or ArgumentException or System.Security.Cryptography.CryptographicException)
-        {
-            return false;
-        }
-        finally
-        {
-            if (provider is not null)
-            {
-                factory.ReleaseSignatureProvider(provider);
-            }
-        }
-    }
+    public bool VerifySignature(Microsoft.IdentityModel.Tokens.JsonWebKey key) => JwkVerifier.Verify(key, Algorithm, SigningInput, Signature);
 
     public void Dispose()
     {

@@ -1,0 +1,135 @@
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using Microsoft.IdentityModel.Tokens;
+
+namespace TokenBroker.Tokens;
+
+/// <summary>
+/// Verifies JWS signatures with a JSON Web Key. The public key object is built once per <see cref="JsonWebKey"/>
+/// instance (a JWKS refresh brings new instances, so a rotated key is never served from the cache) and shared by
+/// every request. Only the algorithms of the broker's allow-list are verified here: RS*, PS* and ES* with the
+/// curve the algorithm names; anything else, or a key that cannot be imported, verifies nothing.
+/// </summary>
+internal static class JwkVerifier
+{
+    private static readonly ConditionalWeakTable<JsonWebKey, PublicKey> Keys = new();
+
+    /// <summary>True when <paramref name="signature"/> is a valid <paramref name="algorithm"/> signature of <paramref name="signingInput"/>.</summary>
+    public static bool Verify(JsonWebKey jwk, string algorithm, ReadOnlySpan<byte> signingInput, ReadOnlySpan<byte> signature)
+    {
+        if (!Parse(algorithm, out var family, out var hash))
+        {
+            return false;
+        }
+
+        var key = Keys.GetValue(jwk, static k => PublicKey.Import(k));
+        if (key.Rsa is null && key.EcDsa is null && key.CanTryCertificate)
+        {
+            return VerifyWithIdentityModel(jwk, algorithm, signingInput, signature);
+        }
+
+        try
+        {
+            return family switch
+            {
+                'R' => key.Rsa is { KeySize: >= 2048 } rsa && rsa.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pkcs1),
+                'P' => key.Rsa is { KeySize: >= 2048 } pss && pss.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pss),
+                _ => key.EcDsa is { } ec && key.Algorithm == algorithm &&
+                     ec.VerifyData(signingInput, signature, hash, DSASignatureFormat.IeeeP1363FixedFieldConcatenation),
+            };
+        }
+        catch (CryptographicException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The slow path for certificate-only keys: a signature provider per call, as IdentityModel does it.</summary>
+    private static bool VerifyWithIdentityModel(JsonWebKey jwk, string algorithm, ReadOnlySpan<byte> signingInput, ReadOnlySpan<byte> signature)
+    {
+        var factory = jwk.CryptoProviderFactory;
+        SignatureProvider? provider = null;
+        try
+        {
+            provider = factory.CreateForVerifying(jwk, algorithm);
+            return provider.Verify(signingInput.ToArray(), signature.ToArray());
+        }
+        catch (Exception e) when (e is SecurityTokenException or NotSupportedException or ArgumentException or CryptographicException)
+        {
+            return false;
+        }
+        finally
+        {
+            if (provider is not null)
+            {
+                factory.ReleaseSignatureProvider(provider);
+            }
+        }
+    }
+
+    private static bool Parse(string algorithm, out char family, out HashAlgorithmName hash)
+    {
+        (family, hash) = algorithm switch
+        {
+            "RS256" => ('R', HashAlgorithmName.SHA256),
+            "RS384" => ('R', HashAlgorithmName.SHA384),
+            "RS512" => ('R', HashAlgorithmName.SHA512),
+            "PS256" => ('P', HashAlgorithmName.SHA256),
+            "PS384" => ('P', HashAlgorithmName.SHA384),
+            "PS512" => ('P', HashAlgorithmName.SHA512),
+            "ES256" => ('E', HashAlgorithmName.SHA256),
+            "ES384" => ('E', HashAlgorithmName.SHA384),
+            "ES512" => ('E', HashAlgorithmName.SHA512),
+            _ => ('\0', default),
+        };
+        return family != '\0';
+    }
+
+    /// <summary>The imported public key of one JWK: RSA, or ECDSA with the algorithm its curve implies; null members when unusable.</summary>
+    private sealed class PublicKey
+    {
+        public RSA? Rsa { get; private init; }
+        public ECDsa? EcDsa { get; private init; }
+        public string? Algorithm { get; private init; }
+
+        /// <summary>The JWK has no RSA or EC parameters but an <c>x5c</c> chain: IdentityModel takes the key from the certificate.</summary>
+        public bool CanTryCertificate { get; private init; }
+
+        public static PublicKey Import(JsonWebKey jwk)
+        {
+            try
+            {
+                if (jwk.Kty == JsonWebAlgorithmsKeyTypes.RSA && !string.IsNullOrEmpty(jwk.N) && !string.IsNullOrEmpty(jwk.E))
+                {
+                    return new PublicKey { Rsa = RSA.Create(new RSAParameters { Modulus = Base64UrlEncoder.DecodeBytes(jwk.N), Exponent = Base64UrlEncoder.DecodeBytes(jwk.E) }) };
+                }
+
+                if (jwk.Kty == JsonWebAlgorithmsKeyTypes.EllipticCurve && !string.IsNullOrEmpty(jwk.X) && !string.IsNullOrEmpty(jwk.Y))
+                {
+                    var (curve, algorithm, size) = jwk.Crv switch
+                    {
+                        JsonWebKeyECTypes.P256 => (ECCurve.NamedCurves.nistP256, "ES256", 32),
+                        JsonWebKeyECTypes.P384 => (ECCurve.NamedCurves.nistP384, "ES384", 48),
+                        JsonWebKeyECTypes.P521 => (ECCurve.NamedCurves.nistP521, "ES512", 66),
+                        _ => (default(ECCurve), null, 0),
+                    };
+                    var x = Base64UrlEncoder.DecodeBytes(jwk.X);
+                    var y = Base64UrlEncoder.DecodeBytes(jwk.Y);
+                    if (algorithm is null || x.Length != size || y.Length != size)
+                    {
+                        return new PublicKey();
+                    }
+
+                    // ImportParameters checks that the point is on the curve.
+                    return new PublicKey { EcDsa = ECDsa.Create(new ECParameters { Curve = curve, Q = new ECPoint { X = x, Y = y } }), Algorithm = algorithm };
+                }
+            }
+            catch (Exception e) when (e is CryptographicException or FormatException or ArgumentException)
+            {
+                return new PublicKey(); // an unusable key verifies nothing
+            }
+
+            return new PublicKey { CanTryCertificate = jwk.X5c.Count > 0 };
+        }
+    }
+}
