@@ -105,6 +105,11 @@ internal static class BrokerApp
         builder.Logging.AddConsoleFormatter<SafeConsoleFormatter, Microsoft.Extensions.Logging.Console.ConsoleFormatterOptions>();
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+
+        // While this category is enabled at any level, ASP.NET Core creates an Activity (and W3C ids) for every
+        // request even when nothing collects traces; it only logs request start and finish, at Information. With
+        // OTLP tracing on, the ASP.NET Core activity source has a listener and the activity is created as before.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         options.ConfigureLogging?.Invoke(builder.Logging);
         var time = options.Time ?? TimeProvider.System;
         var tls = settings.Tls.CertificatePath is { } certificatePath ? new TlsCertificate(certificatePath, settings.Tls.KeyPath!, time) : null;
