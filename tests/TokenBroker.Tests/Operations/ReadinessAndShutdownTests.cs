@@ -272,4 +272,70 @@ public sealed class GracefulShutdownTests
             await issuer.DisposeAsync();
         }
     }
+
+    [Test]
+    public async Task InlineIo_ServeProcess_AnswersConcurrentExchangesAndRefusesReplays()
+    {
+        // The whole option, as operators run it: Kestrel's inline scheduling and, process-wide, inline socket
+        // completions (which only the serve command sets, before its first socket operation).
+        await using var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
+        var url = $"http://127.0.0.1:{FakeCiIssuer.FreePort()}";
+        var arguments = new List<string> { typeof(TokenBroker.Hosting.BrokerApp).Assembly.Location, "serve", "--urls", url, "--TokenBroker:Hosting:InlineIo=true" };
+        arguments.AddRange(DemoCommand.DemoSettings(issuer, url).Where(kv => kv.Key != "urls").Select(kv => $"--{kv.Key}={kv.Value}"));
+        using var process = Process.Start(new ProcessStartInfo("dotnet", arguments) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+        var output = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri(url) };
+            var watch = Stopwatch.StartNew();
+            while ((await TryGetAsync(client, "/readyz")) != HttpStatusCode.OK)
+            {
+                Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(30)), () => { lock (output) { return output.ToString(); } });
+                await Task.Delay(200);
+            }
+
+            var claims = Fixtures.Load("github", "push_main_production");
+            var tokens = Enumerable.Range(0, 64).Select(_ => issuer.Mint("github", claims, url)).ToArray();
+            async Task<HttpStatusCode> ExchangeAsync(string token)
+            {
+                using var form = new FormUrlEncodedContent(BrokerHarness.ExchangeForm(token, "https://deploy.internal/payments"));
+                using var response = await client.PostAsync(new Uri("/token", UriKind.Relative), form);
+                return response.StatusCode;
+            }
+
+            var first = await Task.WhenAll(tokens.Select(ExchangeAsync));
+            var replayed = await Task.WhenAll(tokens.Take(8).Select(ExchangeAsync));
+            Assert.Multiple(() =>
+            {
+                Assert.That(first, Has.All.EqualTo(HttpStatusCode.OK));
+                Assert.That(replayed, Has.All.EqualTo(HttpStatusCode.BadRequest));
+            });
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+
+            await process.WaitForExitAsync();
+        }
+    }
+
+    private static async Task<HttpStatusCode?> TryGetAsync(HttpClient client, string path)
+    {
+        try
+        {
+            using var response = await client.GetAsync(new Uri(path, UriKind.Relative));
+            return response.StatusCode;
+        }
+        catch (HttpRequestException)
+        {
+            return null;
+        }
+    }
 }
