@@ -105,21 +105,23 @@ try
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"in-process ceiling (verify RS256 job token + sign ES256 token, {Environment.ProcessorCount} threads): {ceiling:F0} /s (median of rounds {string.Join(", ", rounds.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))})"));
     Console.WriteLine();
-    Console.WriteLine("| connections | exchanges/s | p50 ms | p90 ms | p99 ms | errors | broker CPU % | broker peak RSS MB | ratio to ceiling |");
-    Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    Console.WriteLine("| connections | exchanges/s | p50 ms | p90 ms | p99 ms | errors | broker CPU % | broker peak RSS MB | ratio to ceiling | Redis CPU µs/exchange |");
+    Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     foreach (var level in options.Levels)
     {
         // Unique job tokens for this level, minted before it starts so minting never competes with the measurement.
         var tokens = Mint(options.Driver == "wrk" ? options.WrkTokensPerLevel : options.RequestsPerLevel);
         var cpuBefore = ProcessStats.CpuTime(broker.Id);
+        var redisBefore = redis is null ? TimeSpan.Zero : ProcessStats.CpuTime(redis.ProcessId);
         var result = options.Driver == "wrk"
             ? await Wrk.RunAsync(brokerUrl, tokens, level, options)
             : await RunLevelAsync(client, new ArraySegment<string>(tokens), level, options.Audience);
         exchanges += result.Count;
         var cpu = (ProcessStats.CpuTime(broker.Id) - cpuBefore).TotalSeconds / result.Elapsed.TotalSeconds * 100;
         var rss = ProcessStats.PeakRssMb(broker.Id);
+        var redisPerExchange = redis is null ? "-" : ((ProcessStats.CpuTime(redis.ProcessId) - redisBefore).TotalMicroseconds / Math.Max(1, result.Count)).ToString("F0", CultureInfo.InvariantCulture);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {rss:F0} | {result.PerSecond / ceiling:P0} |"));
+            $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {rss:F0} | {result.PerSecond / ceiling:P0} | {redisPerExchange} |"));
     }
 
     if (redis is not null)
@@ -367,6 +369,8 @@ internal sealed class RedisServer : IDisposable
     }
 
     public int Port { get; }
+
+    public int ProcessId => _process.Id;
 
     public static RedisServer Start()
     {
