@@ -15,7 +15,7 @@ namespace TokenBroker.Hosting;
 internal sealed class OtlpTelemetry : IDisposable
 {
     /// <summary>Meters exported besides the broker's own: HTTP server request duration and Kestrel connections.</summary>
-    internal static readonly string[] FrameworkMeters = ["Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel"];
+    internal static readonly string[] FrameworkMeters = ["Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime"];
 
     private readonly MeterProvider _meters;
     private readonly TracerProvider? _tracer;
