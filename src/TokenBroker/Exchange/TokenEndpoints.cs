@@ -89,19 +89,32 @@ internal static partial class TokenEndpoints
         NoStore(http.Response);
         http.Response.StatusCode = StatusCodes.Status200OK;
         http.Response.ContentType = "application/json";
-        await using var w = new Utf8JsonWriter(http.Response.Body);
+        var body = JsonResponseBuffer.Rent();
+        try
+        {
+            WriteSuccessBody(body.Writer, token);
+            await SendAsync(http.Response, body).ConfigureAwait(false);
+        }
+        finally
+        {
+            body.Return();
+        }
+    }
+
+    /// <summary>The RFC 8693 section 2.2.1 response body.</summary>
+    internal static void WriteSuccessBody(Utf8JsonWriter w, IssuedToken token)
+    {
         w.WriteStartObject();
-        w.WriteString("access_token", token.AccessToken);
-        w.WriteString("issued_token_type", token.IssuedTokenType);
-        w.WriteString("token_type", token.TokenType);
-        w.WriteNumber("expires_in", token.ExpiresIn);
+        w.WriteString("access_token"u8, token.AccessToken);
+        w.WriteString("issued_token_type"u8, token.IssuedTokenType);
+        w.WriteString("token_type"u8, token.TokenType);
+        w.WriteNumber("expires_in"u8, token.ExpiresIn);
         if (token.Scope is not null)
         {
-            w.WriteString("scope", token.Scope);
+            w.WriteString("scope"u8, token.Scope);
         }
 
         w.WriteEndObject();
-        await w.FlushAsync().ConfigureAwait(false);
     }
 
     /// <summary>Writes an RFC 6749 section 5.2 error with the stable id and request id.</summary>
@@ -120,14 +133,30 @@ internal static partial class TokenEndpoints
             http.Response.Headers.Allow = "POST";
         }
 
-        await using var w = new Utf8JsonWriter(http.Response.Body);
-        w.WriteStartObject();
-        w.WriteString("error", error.Code);
-        w.WriteString("error_description", $"{error.Description} ({error.Id}, request {http.TraceIdentifier})");
-        w.WriteString("error_id", error.Id);
-        w.WriteString("request_id", http.TraceIdentifier);
-        w.WriteEndObject();
-        await w.FlushAsync().ConfigureAwait(false);
+        var body = JsonResponseBuffer.Rent();
+        try
+        {
+            var w = body.Writer;
+            w.WriteStartObject();
+            w.WriteString("error"u8, error.Code);
+            w.WriteString("error_description"u8, $"{error.Description} ({error.Id}, request {http.TraceIdentifier})");
+            w.WriteString("error_id"u8, error.Id);
+            w.WriteString("request_id"u8, http.TraceIdentifier);
+            w.WriteEndObject();
+            await SendAsync(http.Response, body).ConfigureAwait(false);
+        }
+        finally
+        {
+            body.Return();
+        }
+    }
+
+    /// <summary>Sends the whole body in one write, with its length, instead of chunked.</summary>
+    private static Task SendAsync(HttpResponse response, JsonResponseBuffer body)
+    {
+        var bytes = body.Written;
+        response.ContentLength = bytes.Length;
+        return response.Body.WriteAsync(bytes).AsTask();
     }
 
     internal static void NoStore(HttpResponse response)
