@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using TokenBroker.Errors;
@@ -95,7 +96,9 @@ internal static class JwtReader
             return JwtReadResult.Fail(BrokerErrors.TokenLimits, $"JSON nesting exceeds {limits.MaxJsonDepth}");
         }
 
-        var jsonOptions = new JsonDocumentOptions { MaxDepth = limits.MaxJsonDepth, AllowDuplicateProperties = false };
+        // Duplicate members are refused just below by DuplicateFree, which decides exactly as the parser's own check
+        // (AllowDuplicateProperties = false) does, more cheaply, and falls back to it when a member name is escaped.
+        var jsonOptions = new JsonDocumentOptions { MaxDepth = limits.MaxJsonDepth, AllowDuplicateProperties = true };
         JsonDocument? header = null;
         JsonDocument? payload = null;
         try
@@ -106,6 +109,13 @@ internal static class JwtReader
         catch (JsonException)
         {
             header?.Dispose();
+            return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header or payload is not valid UTF-8 JSON without duplicate members");
+        }
+
+        if (!DuplicateFree(header.RootElement, headerBytes, jsonOptions) || !DuplicateFree(payload.RootElement, payloadBytes, jsonOptions))
+        {
+            header.Dispose();
+            payload.Dispose();
             return JwtReadResult.Fail(BrokerErrors.TokenMalformed, "header or payload is not valid UTF-8 JSON without duplicate members");
         }
 
@@ -182,6 +192,150 @@ internal static class JwtReader
                 payload.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// True when no object in the document has two members of the same name, exactly as the parser's own check
+    /// (<see cref="JsonDocumentOptions.AllowDuplicateProperties"/> false) decides: names are compared unescaped.
+    /// Names without an escape are their unescaped bytes, so they are compared raw, through hashes; when a name
+    /// has an escape (rare in tokens), the document is parsed again with the parser's check instead.
+    /// </summary>
+    internal static bool DuplicateFree(JsonElement root, ReadOnlyMemory<byte> json, JsonDocumentOptions options)
+    {
+        var duplicates = false;
+        if (ScanNames(root, ref duplicates))
+        {
+            return !duplicates;
+        }
+
+        try
+        {
+            using var strict = JsonDocument.Parse(json, options with { AllowDuplicateProperties = false });
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Looks at every member name in <paramref name="element"/>: false as soon as one has an escape (the caller then
+    /// asks the parser, whose check unescapes names in document order and throws on some, e.g. a lone surrogate; a
+    /// duplicate seen earlier must not pre-empt that), else true, with <paramref name="duplicates"/> set when an
+    /// object repeats a name.
+    /// </summary>
+    private static bool ScanNames(JsonElement element, ref bool duplicates)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                var count = element.GetPropertyCount();
+                switch (count > 0 ? HasDuplicateNames(element, count) : false)
+                {
+                    case null:
+                        return false;
+                    case true:
+                        duplicates = true;
+                        break;
+                }
+
+                foreach (var property in element.EnumerateObject())
+                {
+                    if (!ScanNames(property.Value, ref duplicates))
+                    {
+                        return false;
+                    }
+                }
+
+                return true;
+            case JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (!ScanNames(item, ref duplicates))
+                    {
+                        return false;
+                    }
+                }
+
+                return true;
+            default:
+                return true;
+        }
+    }
+
+    /// <summary>
+    /// Whether the object's <paramref name="count"/> member names (none of them escaped, else null) repeat. Each
+    /// name's hash (randomly seeded per process, so collisions cannot be aimed) is paired with its position; after
+    /// sorting, names whose hashes are equal are compared byte for byte.
+    /// </summary>
+    private static bool? HasDuplicateNames(JsonElement obj, int count)
+    {
+        long[]? rented = null;
+        var keys = count <= 64 ? stackalloc long[count] : (rented = ArrayPool<long>.Shared.Rent(count)).AsSpan(0, count);
+        try
+        {
+            var index = 0;
+            foreach (var property in obj.EnumerateObject())
+            {
+                var name = JsonMarshal.GetRawUtf8PropertyName(property);
+                if (name.Contains((byte)'\\'))
+                {
+                    return null;
+                }
+
+                var hash = new HashCode();
+                hash.AddBytes(name);
+                keys[index] = ((long)hash.ToHashCode() << 32) | (uint)index;
+                index++;
+            }
+
+            keys.Sort();
+            for (var run = 0; run < count;)
+            {
+                var end = run + 1;
+                while (end < count && keys[end] >> 32 == keys[run] >> 32)
+                {
+                    end++;
+                }
+
+                // Equal hashes: compare every pair of the run (a run has one entry unless names repeat).
+                for (var i = run; i < end; i++)
+                {
+                    for (var j = i + 1; j < end; j++)
+                    {
+                        if (RawName(obj, (int)keys[i]).SequenceEqual(RawName(obj, (int)keys[j])))
+                        {
+                            return true;
+                        }
+                    }
+                }
+
+                run = end;
+            }
+
+            return false;
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<long>.Shared.Return(rented);
+            }
+        }
+    }
+
+    private static ReadOnlySpan<byte> RawName(JsonElement obj, int index)
+    {
+        foreach (var property in obj.EnumerateObject())
+        {
+            if (index-- == 0)
+            {
+                return JsonMarshal.GetRawUtf8PropertyName(property);
+            }
+        }
+
+        throw new InvalidOperationException("member index out of range");
     }
 
     /// <summary>
