@@ -40,6 +40,25 @@ public sealed class ExchangeHappyPathTests
     }
 
     [Test]
+    public async Task ExchangeResponses_GrantedAndRefused_AreSentWithContentLengthNotChunked()
+    {
+        foreach (var (token, status) in new[] { (_broker.GitHubToken(), HttpStatusCode.OK), ("not-a-token", HttpStatusCode.BadRequest) })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/token")
+            {
+                Content = new FormUrlEncodedContent(BrokerHarness.ExchangeForm(token, "https://deploy.internal/payments")),
+            };
+            using var response = await _broker.Client.SendAsync(request);
+            var body = await response.Content.ReadAsByteArrayAsync();
+
+            Assert.That(response.StatusCode, Is.EqualTo(status));
+            Assert.That(response.Headers.TransferEncodingChunked, Is.Not.True);
+            Assert.That(response.Content.Headers.ContentLength, Is.EqualTo(body.Length));
+            Assert.That(response.Content.Headers.ContentType!.MediaType, Is.EqualTo("application/json"));
+        }
+    }
+
+    [Test]
     public async Task Exchange_OfGitHubPushToMain_IssuesTokenVerifiableThroughDiscovery()
     {
         var response = await _broker.ExchangeAsync(_broker.GitHubToken(), "https://deploy.internal/payments");
