@@ -92,7 +92,7 @@ internal sealed class ExchangeRequestReader(ResolvedSettings settings)
                     : ReadResult.Fail(BrokerErrors.MalformedForm, "body is not valid form encoding");
             }
 
-            return Interpret(fields);
+            return Interpret(fields, _limits);
         }
         finally
         {
@@ -150,24 +150,25 @@ internal sealed class ExchangeRequestReader(ResolvedSettings settings)
         }
     }
 
-    private ReadResult Interpret(List<KeyValuePair<string, string>> fields)
+    /// <summary>The request in parsed form fields, checked against <paramref name="limits"/>.</summary>
+    internal static ReadResult Interpret(List<KeyValuePair<string, string>> fields, LimitsOptions limits)
     {
         // The single-valued parameters by SingleValued index; null until sent.
         Span<string?> single = new string?[SingleValued.Length];
         var audiences = new List<string>(1);
         foreach (var (name, value) in fields)
         {
-            if (name.Length > _limits.MaxParameterLength)
+            if (name.Length > limits.MaxParameterLength)
             {
-                return ReadResult.Fail(BrokerErrors.FormLimits, $"a parameter name is {name.Length} characters; the limit is {_limits.MaxParameterLength}");
+                return ReadResult.Fail(BrokerErrors.FormLimits, $"a parameter name is {name.Length} characters; the limit is {limits.MaxParameterLength}");
             }
 
             var isToken = name is "subject_token" or "actor_token";
-            if (isToken ? value.Length > _limits.MaxTokenBytes : value.Length > _limits.MaxParameterLength)
+            if (isToken ? value.Length > limits.MaxTokenBytes : value.Length > limits.MaxParameterLength)
             {
                 return isToken
-                    ? ReadResult.Fail(BrokerErrors.TokenTooLarge, $"{name} is {value.Length} characters; the limit is {_limits.MaxTokenBytes}")
-                    : ReadResult.Fail(BrokerErrors.FormLimits, $"parameter '{Safe(name)}' is {value.Length} characters; the limit is {_limits.MaxParameterLength}");
+                    ? ReadResult.Fail(BrokerErrors.TokenTooLarge, $"{name} is {value.Length} characters; the limit is {limits.MaxTokenBytes}")
+                    : ReadResult.Fail(BrokerErrors.FormLimits, $"parameter '{Safe(name)}' is {value.Length} characters; the limit is {limits.MaxParameterLength}");
             }
 
             if (name is "audience" or "resource")
@@ -182,9 +183,9 @@ internal sealed class ExchangeRequestReader(ResolvedSettings settings)
                     audiences.Add(value);
                 }
 
-                if (audiences.Count > _limits.MaxAudiences)
+                if (audiences.Count > limits.MaxAudiences)
                 {
-                    return ReadResult.Fail(BrokerErrors.FormLimits, $"more than {_limits.MaxAudiences} audience/resource values");
+                    return ReadResult.Fail(BrokerErrors.FormLimits, $"more than {limits.MaxAudiences} audience/resource values");
                 }
 
                 continue;
