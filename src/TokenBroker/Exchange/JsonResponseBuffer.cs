@@ -5,9 +5,9 @@ namespace TokenBroker.Exchange;
 
 /// <summary>
 /// A JSON writer over a reusable buffer, one cached per thread, for small JSON responses: the body is serialised
-/// in memory and sent in one write with a <c>Content-Length</c> (no chunked encoding, no writer over the response
-/// stream per request). Rent, write with <see cref="Writer"/>, send <see cref="Written"/>, then <see cref="Return"/>
-/// (from any thread). The written bytes (tokens, in a success response) are cleared on return.
+/// in memory and handed to the response in one piece with a <c>Content-Length</c> (no chunked encoding, no writer
+/// over the response stream per request). Rent, write with <see cref="Writer"/>, send <see cref="Written"/>, then
+/// <see cref="Return"/> (from any thread). The written bytes (tokens, in a success response) are cleared on return.
 /// </summary>
 internal sealed class JsonResponseBuffer
 {

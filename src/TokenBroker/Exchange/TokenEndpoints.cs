@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Text.Json;
 using TokenBroker.Audit;
@@ -84,7 +85,7 @@ internal static partial class TokenEndpoints
         }
     }
 
-    private static async Task WriteSuccessAsync(HttpContext http, IssuedToken token)
+    private static Task WriteSuccessAsync(HttpContext http, IssuedToken token)
     {
         NoStore(http.Response);
         http.Response.StatusCode = StatusCodes.Status200OK;
@@ -93,12 +94,14 @@ internal static partial class TokenEndpoints
         try
         {
             WriteSuccessBody(body.Writer, token);
-            await SendAsync(http.Response, body).ConfigureAwait(false);
+            Send(http.Response, body);
         }
         finally
         {
             body.Return();
         }
+
+        return Task.CompletedTask;
     }
 
     /// <summary>The RFC 8693 section 2.2.1 response body.</summary>
@@ -118,7 +121,7 @@ internal static partial class TokenEndpoints
     }
 
     /// <summary>Writes an RFC 6749 section 5.2 error with the stable id and request id.</summary>
-    internal static async Task WriteErrorAsync(HttpContext http, BrokerError error, int retryAfterSeconds)
+    internal static Task WriteErrorAsync(HttpContext http, BrokerError error, int retryAfterSeconds)
     {
         NoStore(http.Response);
         http.Response.StatusCode = error.Status;
@@ -143,20 +146,26 @@ internal static partial class TokenEndpoints
             w.WriteString("error_id"u8, error.Id);
             w.WriteString("request_id"u8, http.TraceIdentifier);
             w.WriteEndObject();
-            await SendAsync(http.Response, body).ConfigureAwait(false);
+            Send(http.Response, body);
         }
         finally
         {
             body.Return();
         }
+
+        return Task.CompletedTask;
     }
 
-    /// <summary>Sends the whole body in one write, with its length, instead of chunked.</summary>
-    private static Task SendAsync(HttpResponse response, JsonResponseBuffer body)
+    /// <summary>
+    /// Sets <c>Content-Length</c> and copies the whole body into the response pipe without flushing it: the server
+    /// sends it when the request ends, which is after <c>HandleAsync</c>'s <c>finally</c> has handed the audit event
+    /// to the sink, so no client sees an answer before it is audited (as when the last chunk went out at the end).
+    /// </summary>
+    private static void Send(HttpResponse response, JsonResponseBuffer body)
     {
-        var bytes = body.Written;
+        var bytes = body.Written.Span;
         response.ContentLength = bytes.Length;
-        return response.Body.WriteAsync(bytes).AsTask();
+        response.BodyWriter.Write(bytes);
     }
 
     internal static void NoStore(HttpResponse response)
