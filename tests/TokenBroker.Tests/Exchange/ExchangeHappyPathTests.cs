@@ -58,6 +58,28 @@ public sealed class ExchangeHappyPathTests
         }
     }
 
+    [TestCase("GET")]
+    [TestCase("HEAD")]
+    public async Task TokenEndpoint_WithAnotherMethod_AnswersTB1001WithContentLength(string method)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), "/token");
+        using var response = await _broker.Client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.MethodNotAllowed));
+        Assert.That(response.Headers.TransferEncodingChunked, Is.Not.True);
+        Assert.That(response.Content.Headers.ContentLength, Is.GreaterThan(0));
+        if (method == "GET")
+        {
+            Assert.That(body, Does.Contain("\"error_id\":\"TB1001\""));
+            Assert.That(response.Content.Headers.ContentLength, Is.EqualTo(System.Text.Encoding.UTF8.GetByteCount(body)));
+        }
+        else
+        {
+            Assert.That(body, Is.Empty, "a HEAD answer has headers only");
+        }
+    }
+
     [Test]
     public async Task Exchange_OfGitHubPushToMain_IssuesTokenVerifiableThroughDiscovery()
     {
