@@ -1,8 +1,12 @@
+using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using BenchmarkDotNet.Attributes;
 using Microsoft.IdentityModel.Tokens;
+using TokenBroker.Audit;
+using TokenBroker.Configuration;
 using TokenBroker.Demo;
 using TokenBroker.Exchange;
 using TokenBroker.Rules.Evaluation;
@@ -19,7 +23,9 @@ namespace TokenBroker.Benchmarks;
 /// are in docs/performance.md; the numbers there come from this class.
 /// </summary>
 [MemoryDiagnoser]
+#pragma warning disable CA1001 // BenchmarkDotNet derives from the class and owns its lifetime; Cleanup disposes the JSON writer
 public class HotPathBenchmarks
+#pragma warning restore CA1001
 {
     private const string Audience = "https://broker.example";
     private byte[] _form = [];
@@ -34,6 +40,11 @@ public class HotPathBenchmarks
     private MintRequest _mint = null!;
     private readonly HashSet<string> _algorithms = ["RS256", "ES256"];
     private readonly JwtReadLimits _limits = new(16 * 1024, 100, 8);
+    private readonly LimitsOptions _formLimits = new();
+    private AuditEvent _audit = null!;
+    private readonly ArrayBufferWriter<byte> _auditLine = new(1024);
+    private Utf8JsonWriter _auditJson = null!;
+    private IssuedToken _issued = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -80,7 +91,36 @@ public class HotPathBenchmarks
             Context = [new("repo", "octo-org/payments"), new("repo_id", "900101"), new("ref", "refs/heads/main"), new("stage", "deploy"), new("provider", "github"), new("rule", "r")],
             Extra = [],
         };
+
+        // A granted exchange as the audit log sees it, and the response that carries its token.
+        _audit = new AuditEvent
+        {
+            Type = "exchange",
+            RequestId = "0HN8QK2V0F3GL:00000001",
+            Time = DateTimeOffset.FromUnixTimeSeconds(1_800_000_000),
+            ClientIp = "10.1.2.3",
+            Provider = "github",
+            RepositoryId = "900101",
+            Repository = "octo-org/payments",
+            RunId = "5551234567",
+            RunnerEnvironment = "github-hosted",
+            JobTokenJti = Guid.NewGuid().ToString(),
+            JobTokenSha256 = AuditEvent.Hash(_jobToken),
+            Rule = "match",
+            RequestedAudiences = ["https://deploy.internal/payments"],
+            GrantedAudiences = ["https://deploy.internal/payments"],
+            GrantedScopes = ["deploy:payments"],
+            Outcome = "issued",
+            IssuedJti = TokenMinter.NewJti(),
+            IssuedExpiresAt = DateTimeOffset.FromUnixTimeSeconds(1_800_000_600),
+            LatencyMs = 0.412,
+        };
+        _auditJson = new Utf8JsonWriter(_auditLine);
+        _issued = new IssuedToken(TokenMinter.Mint(_mint, _es256), TokenTypes.AccessToken, "Bearer", 600, "deploy:payments");
     }
+
+    [GlobalCleanup]
+    public void Cleanup() => _auditJson.Dispose();
 
     /// <summary>N rules for other repositories, then the one that matches: the worst case for a linear scan.</summary>
     private RuleSet Compile(int count)
@@ -99,6 +139,30 @@ public class HotPathBenchmarks
 
     [Benchmark]
     public int ParseForm() => FormBody.Parse(_form, 32, out _)!.Count;
+
+    /// <summary>Form parsing and the request checks after it (what ExchangeRequestReader does once the body is read).</summary>
+    [Benchmark]
+    public bool ParseAndInterpretForm() => ExchangeRequestReader.Interpret(FormBody.Parse(_form, 32, out _)!, _formLimits).Request is not null;
+
+    /// <summary>One audit line of a granted exchange, as the audit writer serialises it (reused buffer and writer).</summary>
+    [Benchmark]
+    public int AuditLine()
+    {
+        _auditLine.ResetWrittenCount();
+        AuditJson.WriteLine(_audit, _auditLine, _auditJson);
+        return _auditLine.WrittenCount;
+    }
+
+    /// <summary>The success response body (the issued token), serialised for one write with Content-Length.</summary>
+    [Benchmark]
+    public int SuccessResponseBody()
+    {
+        var body = JsonResponseBuffer.Rent();
+        TokenEndpoints.WriteSuccessBody(body.Writer, _issued);
+        var length = body.Written.Length;
+        body.Return();
+        return length;
+    }
 
     [Benchmark]
     public bool ReadJobToken()

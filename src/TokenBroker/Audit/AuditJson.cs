@@ -18,37 +18,50 @@ internal static class AuditJson
     public static byte[] ToLine(AuditEvent auditEvent)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);
+        using var writer = new Utf8JsonWriter(buffer);
+        WriteLine(auditEvent, buffer, writer);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// Writes the event as one line (with the trailing newline) into <paramref name="buffer"/>, which must be empty,
+    /// using <paramref name="writer"/> (any target; it is reset onto the buffer). Lets a single writer thread reuse
+    /// one buffer and one JSON writer for every event.
+    /// </summary>
+    public static void WriteLine(AuditEvent auditEvent, ArrayBufferWriter<byte> buffer, Utf8JsonWriter writer)
+    {
         try
         {
-            using var w = new Utf8JsonWriter(buffer);
-            JsonSerializer.Serialize(w, auditEvent, AuditJsonContext.Default.AuditEvent);
+            writer.Reset(buffer);
+            JsonSerializer.Serialize(writer, auditEvent, AuditJsonContext.Default.AuditEvent);
+            writer.Flush();
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or JsonException or NotSupportedException)
         {
             // Never lose the event: write what identifies it, and say why the rest is missing.
-            buffer.Clear();
-            using var w = new Utf8JsonWriter(buffer);
-            w.WriteStartObject();
-            w.WriteString("type", SafeStringConverter.Clean(auditEvent.Type));
-            w.WriteString("request_id", SafeStringConverter.Clean(auditEvent.RequestId));
-            w.WriteString("time", auditEvent.Time);
-            w.WriteString("outcome", SafeStringConverter.Clean(auditEvent.Outcome));
+            buffer.ResetWrittenCount();
+            writer.Reset(buffer);
+            writer.WriteStartObject();
+            writer.WriteString("type", SafeStringConverter.Clean(auditEvent.Type));
+            writer.WriteString("request_id", SafeStringConverter.Clean(auditEvent.RequestId));
+            writer.WriteString("time", auditEvent.Time);
+            writer.WriteString("outcome", SafeStringConverter.Clean(auditEvent.Outcome));
             if (auditEvent.ErrorId is not null)
             {
-                w.WriteString("error_id", SafeStringConverter.Clean(auditEvent.ErrorId));
+                writer.WriteString("error_id", SafeStringConverter.Clean(auditEvent.ErrorId));
             }
 
             if (auditEvent.IssuedJti is not null)
             {
-                w.WriteString("issued_jti", SafeStringConverter.Clean(auditEvent.IssuedJti));
+                writer.WriteString("issued_jti", SafeStringConverter.Clean(auditEvent.IssuedJti));
             }
 
-            w.WriteString("audit_error", "event could not be serialised in full: " + e.GetType().Name);
-            w.WriteEndObject();
+            writer.WriteString("audit_error", "event could not be serialised in full: " + e.GetType().Name);
+            writer.WriteEndObject();
+            writer.Flush();
         }
 
         buffer.Write("\n"u8);
-        return buffer.WrittenSpan.ToArray();
     }
 }
 
@@ -62,8 +75,14 @@ internal sealed class SafeStringConverter : JsonConverter<string>
     /// <summary>The text with every unpaired surrogate replaced by U+FFFD (the text itself when it has none).</summary>
     public static string Clean(string value)
     {
+        // Text without surrogates (nearly all of it) is valid as it is: one vectorised scan.
         var span = value.AsSpan();
-        var i = 0;
+        var i = span.IndexOfAnyInRange('\uD800', '\uDFFF');
+        if (i < 0)
+        {
+            return value;
+        }
+
         while (i < span.Length)
         {
             if (Rune.DecodeFromUtf16(span[i..], out _, out var consumed) != OperationStatus.Done)

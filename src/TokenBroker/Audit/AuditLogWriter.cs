@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
+using System.Text.Json;
 using System.Threading.Channels;
 using TokenBroker.Configuration;
 using TokenBroker.Hosting;
@@ -23,6 +25,13 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
     private readonly Task _loop;
+
+    /// <summary>
+    /// The line being written and its JSON writer, reused for every event (used under the gate only). The writer
+    /// holds nothing but managed memory and stays usable after disposal, for events written after shutdown.
+    /// </summary>
+    private readonly ArrayBufferWriter<byte> _line = new(1024);
+    private readonly Utf8JsonWriter _json;
     private int _disposed;
 
     /// <summary>Events written to the output since its last successful flush (lost if that flush fails).</summary>
@@ -36,6 +45,7 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
     internal AuditLogWriter(AuditOutput output, int capacity, BrokerMetrics metrics, ILogger logger)
     {
         _output = output;
+        _json = new Utf8JsonWriter(_line);
         _metrics = metrics;
         _logger = logger;
         _channel = Channel.CreateBounded<AuditEvent>(new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
@@ -92,7 +102,9 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
     /// <summary>Writes one line; on an I/O error reopens the sink and tries once more. Called under the gate.</summary>
     private void WriteOne(AuditEvent auditEvent)
     {
-        var line = AuditJson.ToLine(auditEvent);
+        _line.ResetWrittenCount();
+        AuditJson.WriteLine(auditEvent, _line, _json);
+        var line = _line.WrittenSpan;
         for (var attempt = 0; ; attempt++)
         {
             try
@@ -190,7 +202,7 @@ internal abstract class AuditOutput : IDisposable
 
     public abstract string Description { get; }
 
-    public abstract void Write(byte[] line);
+    public abstract void Write(ReadOnlySpan<byte> line);
 
     public abstract void Flush();
 
@@ -218,7 +230,7 @@ internal sealed class StreamAuditOutput(Stream stream) : AuditOutput
 
     public override string Description => "stdout";
 
-    public override void Write(byte[] line) => _stream.Write(line);
+    public override void Write(ReadOnlySpan<byte> line) => _stream.Write(line);
 
     public override void Flush() => _stream.Flush();
 
@@ -233,6 +245,7 @@ internal sealed class StreamAuditOutput(Stream stream) : AuditOutput
 internal sealed class FileAuditOutput : AuditOutput
 {
     private readonly string _path;
+    private readonly FileInfo _pathInfo;
     private readonly PosixSignalRegistration? _sighup;
     private FileStream? _stream;
     private volatile bool _reopenRequested;
@@ -241,6 +254,7 @@ internal sealed class FileAuditOutput : AuditOutput
     public FileAuditOutput(string path)
     {
         _path = Path.GetFullPath(path);
+        _pathInfo = new FileInfo(_path);
         _stream = Open();
         if (!OperatingSystem.IsWindows())
         {
@@ -257,17 +271,35 @@ internal sealed class FileAuditOutput : AuditOutput
     /// <summary>Asks for a reopen before the next write, as SIGHUP does (tests).</summary>
     internal void RequestReopen() => _reopenRequested = true;
 
-    public override void Write(byte[] line)
+    public override void Write(ReadOnlySpan<byte> line)
     {
-        if (_stream is null || _reopenRequested || (!_dirty && IsRotated(_stream)))
+        var reopened = false;
+        if (_stream is null || _reopenRequested)
         {
             Reopen();
+            reopened = true;
         }
 
         if (!_dirty)
         {
-            // Start of a batch: append at the real end even if someone truncated the file (copytruncate).
-            _stream!.Seek(0, SeekOrigin.End);
+            // Start of a batch: append at the real end even if someone truncated the file (copytruncate). The
+            // handle's length is read once (fstat) and serves both the rotation check and the position.
+            var length = LengthOrMinusOne(_stream!);
+            if (!reopened && IsRotated(length))
+            {
+                Reopen();
+                length = LengthOrMinusOne(_stream!);
+            }
+
+            if (length < 0)
+            {
+                _stream!.Seek(0, SeekOrigin.End); // let the stream report the error (WriteOne reopens and retries)
+            }
+            else
+            {
+                _stream!.Position = length;
+            }
+
             _dirty = true;
         }
 
@@ -314,25 +346,27 @@ internal sealed class FileAuditOutput : AuditOutput
     }
 
     /// <summary>
-    /// True when the path no longer names the file this handle writes: deleted, or replaced by a file of another
+    /// True when the path no longer names the file this handle writes, whose length is
+    /// <paramref name="handleLength"/> (-1 when it could not be read): deleted, or replaced by a file of another
     /// length (a rotated-in new file). The length comparison is a heuristic that needs no inode access; a new file
-    /// that happens to have the same length is caught at the next batch, and SIGHUP is exact.
+    /// that happens to have the same length is caught at the next batch, and SIGHUP is exact. One <c>stat</c> of the
+    /// path through a reused <see cref="FileInfo"/>.
     /// </summary>
-    private bool IsRotated(FileStream stream)
+    private bool IsRotated(long handleLength)
     {
-        var info = new FileInfo(_path);
-        if (!info.Exists)
-        {
-            return true;
-        }
+        _pathInfo.Refresh();
+        return handleLength < 0 || !_pathInfo.Exists || _pathInfo.Length != handleLength;
+    }
 
+    private static long LengthOrMinusOne(FileStream stream)
+    {
         try
         {
-            return info.Length != RandomAccess.GetLength(stream.SafeFileHandle);
+            return RandomAccess.GetLength(stream.SafeFileHandle);
         }
         catch (IOException)
         {
-            return true;
+            return -1;
         }
     }
 

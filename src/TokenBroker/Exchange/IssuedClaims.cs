@@ -64,23 +64,24 @@ internal static class IssuedClaims
     {
         var vocabulary = provider.Vocabulary;
         var context = new List<KeyValuePair<string, string>>(9);
-        void Add(string claim, string neutral)
-        {
-            if (vocabulary.Neutral(neutral)?.Read(claims) is { } value)
-            {
-                context.Add(new(claim, value));
-            }
-        }
-
-        Add("repo", "repository");
-        Add("repo_id", "repository_id");
-        Add("ref", "ref");
-        Add("branch", "branch");
-        Add("environment", "environment");
-        Add("run_id", "run_id");
+        Add(context, vocabulary, claims, "repo", "repository");
+        Add(context, vocabulary, claims, "repo_id", "repository_id");
+        Add(context, vocabulary, claims, "ref", "ref");
+        Add(context, vocabulary, claims, "branch", "branch");
+        Add(context, vocabulary, claims, "environment", "environment");
+        Add(context, vocabulary, claims, "run_id", "run_id");
         context.Add(new("stage", stage));
         context.Add(new("provider", provider.Name));
         context.Add(new("rule", rule));
         return context;
+    }
+
+    /// <summary>Adds <paramref name="claim"/> with the value of the neutral claim, when the job token has one.</summary>
+    private static void Add(List<KeyValuePair<string, string>> context, ClaimVocabulary vocabulary, IJobClaims claims, string claim, string neutral)
+    {
+        if (vocabulary.Neutral(neutral)?.Read(claims) is { } value)
+        {
+            context.Add(new(claim, value));
+        }
     }
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Text.Json;
 using TokenBroker.Audit;
@@ -84,28 +85,43 @@ internal static partial class TokenEndpoints
         }
     }
 
-    private static async Task WriteSuccessAsync(HttpContext http, IssuedToken token)
+    private static Task WriteSuccessAsync(HttpContext http, IssuedToken token)
     {
         NoStore(http.Response);
         http.Response.StatusCode = StatusCodes.Status200OK;
         http.Response.ContentType = "application/json";
-        await using var w = new Utf8JsonWriter(http.Response.Body);
+        var body = JsonResponseBuffer.Rent();
+        try
+        {
+            WriteSuccessBody(body.Writer, token);
+            Send(http.Response, body);
+        }
+        finally
+        {
+            body.Return();
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>The RFC 8693 section 2.2.1 response body.</summary>
+    internal static void WriteSuccessBody(Utf8JsonWriter w, IssuedToken token)
+    {
         w.WriteStartObject();
-        w.WriteString("access_token", token.AccessToken);
-        w.WriteString("issued_token_type", token.IssuedTokenType);
-        w.WriteString("token_type", token.TokenType);
-        w.WriteNumber("expires_in", token.ExpiresIn);
+        w.WriteString("access_token"u8, token.AccessToken);
+        w.WriteString("issued_token_type"u8, token.IssuedTokenType);
+        w.WriteString("token_type"u8, token.TokenType);
+        w.WriteNumber("expires_in"u8, token.ExpiresIn);
         if (token.Scope is not null)
         {
-            w.WriteString("scope", token.Scope);
+            w.WriteString("scope"u8, token.Scope);
         }
 
         w.WriteEndObject();
-        await w.FlushAsync().ConfigureAwait(false);
     }
 
     /// <summary>Writes an RFC 6749 section 5.2 error with the stable id and request id.</summary>
-    internal static async Task WriteErrorAsync(HttpContext http, BrokerError error, int retryAfterSeconds)
+    internal static Task WriteErrorAsync(HttpContext http, BrokerError error, int retryAfterSeconds)
     {
         NoStore(http.Response);
         http.Response.StatusCode = error.Status;
@@ -120,14 +136,36 @@ internal static partial class TokenEndpoints
             http.Response.Headers.Allow = "POST";
         }
 
-        await using var w = new Utf8JsonWriter(http.Response.Body);
-        w.WriteStartObject();
-        w.WriteString("error", error.Code);
-        w.WriteString("error_description", $"{error.Description} ({error.Id}, request {http.TraceIdentifier})");
-        w.WriteString("error_id", error.Id);
-        w.WriteString("request_id", http.TraceIdentifier);
-        w.WriteEndObject();
-        await w.FlushAsync().ConfigureAwait(false);
+        var body = JsonResponseBuffer.Rent();
+        try
+        {
+            var w = body.Writer;
+            w.WriteStartObject();
+            w.WriteString("error"u8, error.Code);
+            w.WriteString("error_description"u8, $"{error.Description} ({error.Id}, request {http.TraceIdentifier})");
+            w.WriteString("error_id"u8, error.Id);
+            w.WriteString("request_id"u8, http.TraceIdentifier);
+            w.WriteEndObject();
+            Send(http.Response, body);
+        }
+        finally
+        {
+            body.Return();
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Sets <c>Content-Length</c> and copies the whole body into the response pipe without flushing it: the server
+    /// sends it when the request ends, which is after <c>HandleAsync</c>'s <c>finally</c> has handed the audit event
+    /// to the sink, so no client sees an answer before it is audited (as when the last chunk went out at the end).
+    /// </summary>
+    private static void Send(HttpResponse response, JsonResponseBuffer body)
+    {
+        var bytes = body.Written.Span;
+        response.ContentLength = bytes.Length;
+        response.BodyWriter.Write(bytes);
     }
 
     internal static void NoStore(HttpResponse response)

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Json;
 using TokenBroker.Rules.Providers;
 
@@ -9,6 +11,16 @@ namespace TokenBroker.Tokens;
 /// </summary>
 internal sealed class JobTokenClaims : IJobClaims
 {
+    /// <summary>
+    /// The claim names of the built-in providers and of JWT itself, indexed by their UTF-8 length, so that a token's
+    /// claim names share these strings instead of allocating new ones per exchange.
+    /// </summary>
+    private static readonly (byte[] Utf8, string Name)[]?[] KnownNames = IndexByLength(
+        ClaimVocabulary.GitHub.RawClaims
+            .Concat(ClaimVocabulary.GitLab.RawClaims)
+            .Concat(["iss", "aud", "exp", "iat", "nbf", "jti", "azp", "nonce", "auth_time", "amr", "acr", "email", "email_verified", "name", "namespace", "project"])
+            .Distinct(StringComparer.Ordinal));
+
     private readonly Dictionary<string, string> _values;
 
     public JobTokenClaims(JsonElement payload) => _values = Scalars(payload);
@@ -16,7 +28,7 @@ internal sealed class JobTokenClaims : IJobClaims
     /// <summary>The scalar claims of a JSON object, as rules see them (also used by <c>rules explain</c> and <c>rules test</c>).</summary>
     public static Dictionary<string, string> Scalars(JsonElement payload)
     {
-        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        var values = new Dictionary<string, string>(payload.GetPropertyCount(), StringComparer.Ordinal);
         foreach (var property in payload.EnumerateObject())
         {
             var value = property.Value.ValueKind switch
@@ -29,7 +41,7 @@ internal sealed class JobTokenClaims : IJobClaims
             };
             if (value is not null)
             {
-                values[property.Name] = value;
+                values[Name(property)] = value;
             }
         }
 
@@ -37,4 +49,36 @@ internal sealed class JobTokenClaims : IJobClaims
     }
 
     public string? Get(string name) => _values.GetValueOrDefault(name);
+
+    /// <summary>The property's name: a known name's shared string when the raw name is that name unescaped.</summary>
+    private static string Name(JsonProperty property)
+    {
+        // The raw name is the JSON text between the quotes; one with an escape never equals a known name byte for
+        // byte, so it falls through to the unescaping property.Name.
+        var raw = JsonMarshal.GetRawUtf8PropertyName(property);
+        if (raw.Length < KnownNames.Length && KnownNames[raw.Length] is { } candidates)
+        {
+            foreach (var (utf8, name) in candidates)
+            {
+                if (raw.SequenceEqual(utf8))
+                {
+                    return name;
+                }
+            }
+        }
+
+        return property.Name;
+    }
+
+    private static (byte[] Utf8, string Name)[]?[] IndexByLength(IEnumerable<string> names)
+    {
+        var byLength = names.Select(name => (Utf8: Encoding.UTF8.GetBytes(name), Name: name)).ToLookup(n => n.Utf8.Length);
+        var index = new (byte[] Utf8, string Name)[]?[byLength.Max(g => g.Key) + 1];
+        foreach (var group in byLength)
+        {
+            index[group.Key] = [.. group];
+        }
+
+        return index;
+    }
 }

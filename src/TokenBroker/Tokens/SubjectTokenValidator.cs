@@ -110,7 +110,7 @@ internal sealed class SubjectTokenValidator(ProviderRegistry providers, Resolved
         jti = null;
         expiresAt = default;
 
-        if (!payload.TryGetProperty("aud", out var aud))
+        if (!payload.TryGetProperty("aud"u8, out var aud))
         {
             return SubjectValidation.Fail(BrokerErrors.WrongAudience, "token has no 'aud'");
         }
@@ -161,7 +161,7 @@ internal sealed class SubjectTokenValidator(ProviderRegistry providers, Resolved
             return SubjectValidation.Fail(BrokerErrors.LifetimeTooLong, $"lifetime exp-iat = {exp - iat}s; provider '{provider.Name}' allows at most {(long)provider.MaxTokenLifetime.TotalSeconds}s");
         }
 
-        if (!payload.TryGetProperty("jti", out var jtiElement) || jtiElement.ValueKind != JsonValueKind.String || jtiElement.GetString() is not { Length: > 0 and <= 256 } jtiValue)
+        if (!payload.TryGetProperty("jti"u8, out var jtiElement) || jtiElement.ValueKind != JsonValueKind.String || jtiElement.GetString() is not { Length: > 0 and <= 256 } jtiValue)
         {
             return SubjectValidation.Fail(BrokerErrors.MissingClaim, "token has no 'jti' string of 1 to 256 characters");
         }

@@ -40,6 +40,47 @@ public sealed class ExchangeHappyPathTests
     }
 
     [Test]
+    public async Task ExchangeResponses_GrantedAndRefused_AreSentWithContentLengthNotChunked()
+    {
+        foreach (var (token, status) in new[] { (_broker.GitHubToken(), HttpStatusCode.OK), ("not-a-token", HttpStatusCode.BadRequest) })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/token")
+            {
+                Content = new FormUrlEncodedContent(BrokerHarness.ExchangeForm(token, "https://deploy.internal/payments")),
+            };
+            using var response = await _broker.Client.SendAsync(request);
+            var body = await response.Content.ReadAsByteArrayAsync();
+
+            Assert.That(response.StatusCode, Is.EqualTo(status));
+            Assert.That(response.Headers.TransferEncodingChunked, Is.Not.True);
+            Assert.That(response.Content.Headers.ContentLength, Is.EqualTo(body.Length));
+            Assert.That(response.Content.Headers.ContentType!.MediaType, Is.EqualTo("application/json"));
+        }
+    }
+
+    [TestCase("GET")]
+    [TestCase("HEAD")]
+    public async Task TokenEndpoint_WithAnotherMethod_AnswersTB1001WithContentLength(string method)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), "/token");
+        using var response = await _broker.Client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.MethodNotAllowed));
+        Assert.That(response.Headers.TransferEncodingChunked, Is.Not.True);
+        Assert.That(response.Content.Headers.ContentLength, Is.GreaterThan(0));
+        if (method == "GET")
+        {
+            Assert.That(body, Does.Contain("\"error_id\":\"TB1001\""));
+            Assert.That(response.Content.Headers.ContentLength, Is.EqualTo(System.Text.Encoding.UTF8.GetByteCount(body)));
+        }
+        else
+        {
+            Assert.That(body, Is.Empty, "a HEAD answer has headers only");
+        }
+    }
+
+    [Test]
     public async Task Exchange_OfGitHubPushToMain_IssuesTokenVerifiableThroughDiscovery()
     {
         var response = await _broker.ExchangeAsync(_broker.GitHubToken(), "https://deploy.internal/payments");
