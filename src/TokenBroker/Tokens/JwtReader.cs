@@ -217,6 +217,12 @@ internal static class JwtReader
         {
             return false;
         }
+        catch (InvalidOperationException)
+        {
+            // The parser's check throws this, not JsonException, for a name it cannot unescape (e.g. a lone
+            // surrogate): such a document is refused like any other malformed one.
+            return false;
+        }
     }
 
     /// <summary>

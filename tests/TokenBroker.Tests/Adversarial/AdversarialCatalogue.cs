@@ -185,6 +185,7 @@ internal static class AdversarialCatalogue
         yield return Token(c, "payload with a trailing comma", k => k.SignBytes(k.Header().ToJsonString(), k.Payload().ToJsonString()[..^1] + ",}"), "TB1102");
         yield return Token(c, "duplicate repository_id members (validly signed)", k => k.SignBytes(k.Header().ToJsonString(), k.Payload().ToJsonString().Insert(1, "\"repository_id\":\"1\",")), "TB1102");
         yield return Token(c, "duplicate iss members (validly signed)", k => k.SignBytes(k.Header().ToJsonString(), k.Payload().ToJsonString().Insert(1, "\"iss\":\"https://evil.example\",")), "TB1102");
+        yield return Token(c, "member name with an escaped lone surrogate (validly signed)", k => k.SignBytes(k.Header().ToJsonString(), k.Payload().ToJsonString().Insert(1, "\"\\ud800\":\"x\",")), "TB1102");
         yield return Token(c, "duplicate alg header members (none and RS256)", k => k.SignBytes("{\"typ\":\"JWT\",\"alg\":\"none\",\"alg\":\"RS256\",\"kid\":\"" + k.GitHubKid + "\"}", k.Payload().ToJsonString()), "TB1102");
         yield return Token(c, "5000-deep nesting in the payload", k => AttackKit.Raw(k.Header().ToJsonString(), new string('[', 5000) + new string(']', 5000)), "TB1119");
         yield return Token(c, "5000-deep nesting inside a claim", k => AttackKit.Raw(k.Header().ToJsonString(), k.Payload().ToJsonString()[..^1] + ",\"x\":" + new string('[', 5000) + new string(']', 5000) + "}"), "TB1119");
