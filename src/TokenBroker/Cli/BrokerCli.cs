@@ -229,13 +229,6 @@ internal static class BrokerCli
             return Usage;
         }
 
-        if (built.Settings?.Hosting.InlineIo == true)
-        {
-            // Process-wide, and read by the runtime once, at the first asynchronous socket operation: building the host
-            // opens no socket, so setting it here, before the start, takes effect for Kestrel and Redis alike.
-            Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
-        }
-
         if (built.Settings?.Warnings.Count > 0)
         {
             await Console.Error.WriteLineAsync("warning: THIS IS A DEVELOPMENT SETUP. See the configuration reference in README.md before exposing the broker.").ConfigureAwait(false);

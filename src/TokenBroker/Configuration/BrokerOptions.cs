@@ -490,14 +490,4 @@ public sealed class HostingOptions
     /// otherwise take every replica, and every other provider, out of the load balancer at once. Default: false.
     /// </summary>
     public bool RequireAllProviderKeys { get; set; }
-
-    /// <summary>
-    /// True: requests are handled on Kestrel's socket I/O threads (one per core) instead of being handed to the
-    /// thread pool, and socket completions run inline (Kestrel's <c>UnsafePreferInlineScheduling</c> and
-    /// <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1</c>). Fewer thread hand-offs per exchange: higher throughput
-    /// and a shorter latency tail on few cores (docs/performance.md). A signature that waits on the network then
-    /// holds an I/O thread and every connection it serves, so this refuses to start with an <c>aws-kms</c> key; do
-    /// not use it with a network HSM either. Default: false.
-    /// </summary>
-    public bool InlineIo { get; set; }
 }

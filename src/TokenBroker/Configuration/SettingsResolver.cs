@@ -302,11 +302,6 @@ public static partial class SettingsResolver
         ResolveTls(options.Tls, configuration["urls"], errors);
         CheckSpan(errors, "Hosting:ShutdownTimeout", options.Hosting.ShutdownTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(10));
         CheckSpan(errors, "Hosting:DrainDelay", options.Hosting.DrainDelay, TimeSpan.Zero, TimeSpan.FromMinutes(1));
-        if (options.Hosting.InlineIo && options.Signing.Keys.Any(k => string.Equals(k.Source, "aws-kms", StringComparison.OrdinalIgnoreCase)))
-        {
-            errors.Add("Hosting:InlineIo cannot be used with an aws-kms signing key: each KMS signature is a network round trip that would hold a socket I/O thread");
-        }
-
         if (options.Hosting.DrainDelay >= options.Hosting.ShutdownTimeout)
         {
             errors.Add("Hosting:DrainDelay must be less than Hosting:ShutdownTimeout (the drain counts against it)");

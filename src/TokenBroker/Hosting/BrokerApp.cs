@@ -116,12 +116,6 @@ internal static class BrokerApp
 
         // The slim builder leaves out Kestrel's https configuration; add it so that Kestrel:Endpoints with certificates work too.
         builder.WebHost.UseKestrelHttpsConfiguration();
-        if (settings.Hosting.InlineIo)
-        {
-            // The serve command also turns on inline socket completions for its process (BrokerCli.ServeAsync).
-            builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
-        }
-
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;

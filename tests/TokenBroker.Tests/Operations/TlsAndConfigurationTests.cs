@@ -182,18 +182,6 @@ public sealed class OperationsConfigurationTests
     }
 
     [Test]
-    public void InlineIo_WithAnAwsKmsKey_IsRefused()
-    {
-        var errors = Errors(new()
-        {
-            ["TokenBroker:Hosting:InlineIo"] = "true",
-            ["TokenBroker:Signing:Keys:0:Source"] = "aws-kms",
-        });
-
-        Assert.That(errors, Has.Some.Contains("Hosting:InlineIo cannot be used with an aws-kms signing key"));
-    }
-
-    [Test]
     public void Tls_WithAnUnreadableCertificate_OrNoHttpsUrl_IsRefused()
     {
         var errors = Errors(new()
