@@ -31,11 +31,8 @@ public sealed class AwsKmsSigner : ITokenSigner, IDisposable
         Algorithm = algorithm;
         _hash = SignerKeys.HashFor(algorithm);
         _spec = SpecFor(algorithm);
-        PublicKey = SignerKeys.PublicJwk(publicKey);
-        KeyId = keyId ?? Base64UrlEncoder.Encode(PublicKey.ComputeJwkThumbprint());
-        PublicKey.Kid = KeyId;
-        PublicKey.Alg = algorithm;
-        PublicKey.Use = JsonWebKeyUseNames.Sig;
+        PublicKey = SignerKeys.PublishedJwk(publicKey, algorithm, keyId);
+        KeyId = PublicKey.Kid;
     }
 
     public string KeyId { get; }

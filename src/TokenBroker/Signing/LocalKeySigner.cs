@@ -17,7 +17,8 @@ public sealed class LocalKeySigner : ITokenSigner, IDisposable
         _key = key;
         Algorithm = algorithm;
         var hash = SignerKeys.HashFor(algorithm);
-        PublicKey = SignerKeys.PublicJwk(key);
+        PublicKey = SignerKeys.PublishedJwk(key, algorithm, keyId);
+        KeyId = PublicKey.Kid;
         if (key is ECDsa ec)
         {
             _sign = data => ec.SignData(data, hash);
@@ -29,10 +30,6 @@ public sealed class LocalKeySigner : ITokenSigner, IDisposable
             _sign = data => rsa.SignData(data, hash, padding);
         }
 
-        KeyId = keyId ?? Base64UrlEncoder.Encode(PublicKey.ComputeJwkThumbprint());
-        PublicKey.Kid = KeyId;
-        PublicKey.Alg = algorithm;
-        PublicKey.Use = JsonWebKeyUseNames.Sig;
     }
 
     public string KeyId { get; }

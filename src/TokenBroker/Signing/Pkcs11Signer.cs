@@ -44,12 +44,9 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
         _logger = logger;
         _key = key;
         Algorithm = algorithm;
-        PublicKey = SignerKeys.PublicJwk(key);
-        _thumbprint = Base64UrlEncoder.Encode(PublicKey.ComputeJwkThumbprint());
-        KeyId = keyId ?? _thumbprint;
-        PublicKey.Kid = KeyId;
-        PublicKey.Alg = algorithm;
-        PublicKey.Use = JsonWebKeyUseNames.Sig;
+        PublicKey = SignerKeys.PublishedJwk(key, algorithm, keyId);
+        _thumbprint = SignerKeys.Thumbprint(PublicKey);
+        KeyId = PublicKey.Kid;
     }
 
     public string KeyId { get; }
@@ -198,7 +195,7 @@ public sealed partial class Pkcs11Signer : ITokenSigner, IDisposable
             try
             {
                 var key = OpenKey(_name, _uri, _readPin, Algorithm);
-                var thumbprint = Base64UrlEncoder.Encode(SignerKeys.PublicJwk(key).ComputeJwkThumbprint());
+                var thumbprint = SignerKeys.Thumbprint(SignerKeys.PublicJwk(key));
                 if (!string.Equals(thumbprint, _thumbprint, StringComparison.Ordinal))
                 {
                     // Another key now answers at this URI: signing with it would issue tokens under a kid whose

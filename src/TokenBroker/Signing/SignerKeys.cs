@@ -16,6 +16,22 @@ internal static class SignerKeys
     public static RSASignaturePadding PaddingFor(string algorithm) =>
         algorithm.StartsWith("PS", StringComparison.Ordinal) ? RSASignaturePadding.Pss : RSASignaturePadding.Pkcs1;
 
+    /// <summary>
+    /// The JWK a signer publishes: the public members, <c>kid</c> (<paramref name="keyId"/>, or the RFC 7638
+    /// thumbprint when none is configured), <c>alg</c> and <c>use: sig</c>.
+    /// </summary>
+    public static JsonWebKey PublishedJwk(AsymmetricAlgorithm key, string algorithm, string? keyId)
+    {
+        var jwk = PublicJwk(key);
+        jwk.Kid = keyId ?? Thumbprint(jwk);
+        jwk.Alg = algorithm;
+        jwk.Use = JsonWebKeyUseNames.Sig;
+        return jwk;
+    }
+
+    /// <summary>The RFC 7638 thumbprint (base64url), over the required public members only.</summary>
+    public static string Thumbprint(JsonWebKey jwk) => Base64UrlEncoder.Encode(jwk.ComputeJwkThumbprint());
+
     /// <summary>The public members only, as a JWK without kid/alg/use.</summary>
     public static JsonWebKey PublicJwk(AsymmetricAlgorithm key)
     {
