@@ -132,7 +132,8 @@ public static class KeySchedule
         }
 
         // The effective activation of every key that takes part in the schedule; unpromoted standby keys do not.
-        var effective = new List<(SigningKeyOptions Key, int Index, ActivationSource Source)>();
+        // A key takes part with its configured options and its effective activation (configured, scheduled or admin).
+        var effective = new List<(SigningKeyOptions Key, DateTimeOffset? ActivateAt, int Index, ActivationSource Source)>();
         for (var i = 0; i < keys.Count; i++)
         {
             var key = keys[i];
@@ -143,7 +144,7 @@ public static class KeySchedule
 
             if (key.KeyId is { } kid && promoted.TryGetValue(kid, out var rotation) && rotation.Algorithm == key.Algorithm)
             {
-                effective.Add((Copy(key, rotation.ActivateAt), i, ActivationSource.Admin));
+                effective.Add((key, rotation.ActivateAt, i, ActivationSource.Admin));
             }
             else
             {
@@ -159,11 +160,11 @@ public static class KeySchedule
                 if (plan.RotateEvery is { } every && plan.RotateFrom is { } from)
                 {
                     // Deterministic from the anchor: every replica derives the same dates without coordinating.
-                    effective.Add((Copy(key, position == 0 ? null : from + (every * position)), i, ActivationSource.Schedule));
+                    effective.Add((key, position == 0 ? null : from + (every * position), i, ActivationSource.Schedule));
                 }
                 else
                 {
-                    effective.Add((key, i, ActivationSource.Configuration));
+                    effective.Add((key, key.ActivateAt, i, ActivationSource.Configuration));
                 }
 
                 position++;
@@ -171,23 +172,23 @@ public static class KeySchedule
         }
 
         var sources = effective.ToDictionary(e => e.Index, e => e.Source);
-        foreach (var group in effective.Select(e => (e.Key, e.Index)).GroupBy(k => k.Key.Algorithm, StringComparer.Ordinal))
+        foreach (var group in effective.GroupBy(k => k.Key.Algorithm, StringComparer.Ordinal))
         {
             // Null (active from the start) first, then by activation.
-            var ordered = group.OrderBy(k => k.Key.ActivateAt ?? DateTimeOffset.MinValue).ThenBy(k => k.Index).ToList();
+            var ordered = group.OrderBy(k => k.ActivateAt ?? DateTimeOffset.MinValue).ThenBy(k => k.Index).ToList();
             for (var n = 0; n < ordered.Count; n++)
             {
-                var (key, i) = ordered[n];
+                var (key, activateAt, i, _) = ordered[n];
                 var name = $"Signing:Keys:{i}";
-                if (n > 0 && ordered[n - 1].Key.ActivateAt == key.ActivateAt)
+                if (n > 0 && ordered[n - 1].ActivateAt == activateAt)
                 {
-                    errors.Add(key.ActivateAt is null
+                    errors.Add(activateAt is null
                         ? $"{name} and Signing:Keys:{ordered[n - 1].Index} are both {group.Key} keys without ActivateAt; only one key per algorithm signs at a time, so give the newer one an ActivateAt"
-                        : $"{name} and Signing:Keys:{ordered[n - 1].Index} are both {group.Key} keys activating at {key.ActivateAt:O}");
+                        : $"{name} and Signing:Keys:{ordered[n - 1].Index} are both {group.Key} keys activating at {activateAt:O}");
                 }
 
-                var successor = ordered.Skip(n + 1).FirstOrDefault(k => k.Key.ActivateAt != key.ActivateAt).Key?.ActivateAt;
-                if (key.RetireAt is { } configuredRetire && key.ActivateAt is { } a && configuredRetire <= a)
+                var successor = ordered.Skip(n + 1).Select(k => k.ActivateAt).FirstOrDefault(at => at != activateAt);
+                if (key.RetireAt is { } configuredRetire && activateAt is { } a && configuredRetire <= a)
                 {
                     errors.Add($"{name}:RetireAt must be later than its ActivateAt");
                 }
@@ -224,8 +225,8 @@ public static class KeySchedule
                     Algorithm = key.Algorithm,
                     KeyId = key.KeyId,
                     ActivatedBy = sources[i],
-                    PublishAt = key.ActivateAt - lead,
-                    ActivateAt = key.ActivateAt,
+                    PublishAt = activateAt - lead,
+                    ActivateAt = activateAt,
                     RetireAt = retire,
                     RemoveAt = remove,
                 };
@@ -234,20 +235,6 @@ public static class KeySchedule
 
         return timelines;
     }
-
-    private static SigningKeyOptions Copy(SigningKeyOptions key, DateTimeOffset? activateAt) => new()
-    {
-        Source = key.Source,
-        Path = key.Path,
-        Uri = key.Uri,
-        PinFile = key.PinFile,
-        PinEnvironmentVariable = key.PinEnvironmentVariable,
-        Algorithm = key.Algorithm,
-        KeyId = key.KeyId,
-        ActivateAt = activateAt,
-        RetireAt = key.RetireAt,
-        RemoveAt = key.RemoveAt,
-    };
 
     /// <summary>
     /// Checks that every algorithm tokens are signed with has an active key now and at every later instant the
