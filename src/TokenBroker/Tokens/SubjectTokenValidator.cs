@@ -202,7 +202,9 @@ internal sealed class SubjectTokenValidator(ProviderRegistry providers, Resolved
 
         return alg[0] switch
         {
-            'R' or 'P' => key.Kty == JsonWebAlgorithmsKeyTypes.RSA && key.KeySize >= 2048,
+            // The RSA size (at least 2048 bits) is checked by JwkVerifier on the key it imported once; JsonWebKey.KeySize
+            // would decode the modulus again on every request.
+            'R' or 'P' => key.Kty == JsonWebAlgorithmsKeyTypes.RSA,
             'E' => key.Kty == JsonWebAlgorithmsKeyTypes.EllipticCurve && key.Crv == alg switch
             {
                 "ES256" => JsonWebKeyECTypes.P256,
