@@ -19,7 +19,9 @@ namespace TokenBroker.State.Redis;
 /// </para>
 /// <list type="bullet">
 /// <item><c>tb:{tag}:r:&lt;replay hash&gt;</c>: string, the issued jti; expires with the job token plus leeway.</item>
-/// <item><c>tb:{tag}:t:&lt;jti&gt;</c>: hash, the issued-token record; expires with the token.</item>
+/// <item><c>tb:{tag}:t:&lt;jti&gt;</c>: string, the issued-token record as JSON; expires with the token. (Earlier
+/// builds wrote a hash; such records are still read and revoked, so a rolling upgrade loses no revocation.)</item>
+/// <item><c>tb:{tag}:v:&lt;jti&gt;</c>: string, when the token was revoked (Unix milliseconds); expires with the record.</item>
 /// <item><c>tb:blocks</c>: hash, field <c>#v</c> the version and <c>b:&lt;id&gt;</c> one JSON block each; no expiry.</item>
 /// <item>channel <c>tb:blocks</c>: the new version after every block change.</item>
 /// <item><c>tb:keyrotations</c>: hash, field <c>#v</c> the version and <c>k:&lt;kid&gt;</c> one JSON key rotation each; no expiry
@@ -27,17 +29,16 @@ namespace TokenBroker.State.Redis;
 /// <item>channel <c>tb:keyrotations</c>: the new version after every rotation.</item>
 /// </list>
 /// The tag is the first four hex characters of the replay hash, and the issued jti starts with it
-/// (<see cref="StateKeys.ShardTag"/>), so the replay mark and the record are written by one script in one slot.
+/// (<see cref="StateKeys.ShardTag"/>), so the replay mark and the record live in one slot and are written in one round
+/// trip.
 /// Every call runs through a timeout (<see cref="RedisStateOptions.OperationTimeout"/>) and a circuit breaker;
 /// any failure surfaces as <see cref="StateUnavailableException"/>.
 /// </summary>
 public sealed partial class RedisStateStore : IStateStore, IDisposable
 {
-    // One round trip: the replay mark and the issued-token record, atomically. KEYS share a hash tag.
-    private const string ConsumeScript = """
-        if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-        redis.call('HSET', KEYS[2], unpack(ARGV, 4))
-        redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    // Only the mark, when it still names this jti (the consume write's undo when its record was refused).
+    private const string ReleaseMarkScript = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
         return 1
         """;
 
@@ -47,16 +48,34 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         return 1
         """;
 
-    private const string RecordScript = """
-        redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-        redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    // The first revocation time wins. The mark lives exactly as long as the record. KEYS: record, revocation mark.
+    private const string RevokeScript = """
+        local kind = redis.call('TYPE', KEYS[1]).ok
+        if kind == 'hash' then
+            redis.call('HSETNX', KEYS[1], 'rv', ARGV[1])
+            return 1
+        end
+        if kind ~= 'string' then return 0 end
+        local ttl = redis.call('PTTL', KEYS[1])
+        if ttl > 0 then
+            redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ttl)
+        else
+            redis.call('SET', KEYS[2], ARGV[1], 'NX')
+        end
         return 1
         """;
 
-    private const string RevokeScript = """
-        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-        redis.call('HSETNX', KEYS[1], 'rv', ARGV[1])
-        return 1
+    // One round trip for either record format: {'s', json, revoked-at or nil}, or {'h', field, value, ...} for a
+    // hash written by an earlier version, or {} when there is no record. KEYS: record, revocation mark.
+    private const string GetScript = """
+        local kind = redis.call('TYPE', KEYS[1]).ok
+        if kind == 'string' then return {'s', redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])} end
+        if kind == 'hash' then
+            local fields = redis.call('HGETALL', KEYS[1])
+            table.insert(fields, 1, 'h')
+            return fields
+        end
+        return {}
         """;
 
     private const string AddBlockScript = """
@@ -300,6 +319,8 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
     internal string RecordKey(string jti) => $"{_options.KeyPrefix}{{{jti[..StateKeys.ShardTagLength]}}}:t:{jti}";
 
+    internal string RevokedKey(string jti) => $"{_options.KeyPrefix}{{{jti[..StateKeys.ShardTagLength]}}}:v:{jti}";
+
     public ValueTask<bool> TryConsumeAsync(string replayKey, DateTimeOffset replayExpiresAt, IssuedTokenRecord issued, CancellationToken cancel)
     {
         if (!issued.Jti.StartsWith(StateKeys.ShardTag(replayKey), StringComparison.Ordinal))
@@ -308,12 +329,55 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         }
 
         var now = _time.GetUtcNow();
-        var replayTtl = Math.Max(1, (long)(replayExpiresAt - now).TotalMilliseconds);
-        var recordTtl = Math.Max(1, (long)(issued.ExpiresAt - now).TotalMilliseconds);
-        var args = new List<RedisValue> { issued.Jti, replayTtl, recordTtl };
-        args.AddRange(RecordFields(issued));
-        RedisKey[] keys = [ReplayKey(replayKey), RecordKey(issued.Jti)];
-        return RunAsync("consume", async db => (long)await db.ScriptEvaluateAsync(ConsumeScript, keys, [.. args]).ConfigureAwait(false) == 1, cancel);
+        var write = new ConsumeWrite(
+            ReplayKey(replayKey),
+            RecordKey(issued.Jti),
+            issued.Jti,
+            StoredRecord.Serialize(issued),
+            TimeSpan.FromMilliseconds(Math.Max(1, (long)(replayExpiresAt - now).TotalMilliseconds)),
+            TimeSpan.FromMilliseconds(Math.Max(1, (long)(issued.ExpiresAt - now).TotalMilliseconds)));
+        return RunAsync("consume", write.RunAsync, cancel);
+    }
+
+    /// <summary>
+    /// One exchange's write, in one round trip without a script (a script costs Redis about twice the CPU): the
+    /// record first, then the replay mark with NX, pipelined on one connection so Redis runs them in that order.
+    /// Exactly one caller per job token gets the mark. A caller that does not removes the record it wrote, which
+    /// names a jti that is never signed; should that removal be lost, the record only expires unseen. A mark that
+    /// landed without its record is released, so that a failed write never burns the job token.
+    /// </summary>
+    private sealed class ConsumeWrite(RedisKey replayKey, RedisKey recordKey, string jti, byte[] record, TimeSpan replayTtl, TimeSpan recordTtl)
+    {
+        public async Task<bool> RunAsync(IDatabase db)
+        {
+            var recorded = db.StringSetAsync(recordKey, record, recordTtl);
+            var marked = db.StringSetAsync(replayKey, jti, replayTtl, When.NotExists);
+            try
+            {
+                await Task.WhenAll(recorded, marked).ConfigureAwait(false);
+            }
+            catch
+            {
+                if (marked.IsCompletedSuccessfully && marked.Result)
+                {
+                    _ = db.ScriptEvaluateAsync(ReleaseMarkScript, [replayKey], [jti], CommandFlags.FireAndForget);
+                }
+                else if (recorded.IsCompletedSuccessfully)
+                {
+                    _ = db.KeyDeleteAsync(recordKey, CommandFlags.FireAndForget);
+                }
+
+                throw;
+            }
+
+            if (!marked.Result)
+            {
+                _ = db.KeyDeleteAsync(recordKey, CommandFlags.FireAndForget);
+                return false;
+            }
+
+            return true;
+        }
     }
 
     public async ValueTask ReleaseAsync(string replayKey, string issuedJti, CancellationToken cancel)
@@ -329,11 +393,10 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             throw new ArgumentException("the issued jti must carry a shard tag", nameof(issued));
         }
 
-        var recordTtl = Math.Max(1, (long)(issued.ExpiresAt - _time.GetUtcNow()).TotalMilliseconds);
-        var args = new List<RedisValue> { recordTtl };
-        args.AddRange(RecordFields(issued));
-        RedisKey[] keys = [RecordKey(issued.Jti)];
-        await RunAsync("record", async db => await db.ScriptEvaluateAsync(RecordScript, keys, [.. args]).ConfigureAwait(false), cancel).ConfigureAwait(false);
+        var recordTtl = TimeSpan.FromMilliseconds(Math.Max(1, (long)(issued.ExpiresAt - _time.GetUtcNow()).TotalMilliseconds));
+        var key = RecordKey(issued.Jti);
+        var record = StoredRecord.Serialize(issued);
+        await RunAsync("record", db => db.StringSetAsync(key, record, recordTtl), cancel).ConfigureAwait(false);
     }
 
     public async ValueTask<IssuedTokenRecord?> GetIssuedAsync(string jti, CancellationToken cancel)
@@ -343,13 +406,15 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             return null; // not an id this broker issues: no Redis call for junk
         }
 
-        var fields = await RunAsync("get", db => db.HashGetAllAsync(RecordKey(jti)), cancel).ConfigureAwait(false);
-        if (fields.Length == 0)
+        RedisKey[] keys = [RecordKey(jti), RevokedKey(jti)];
+        var reply = await RunAsync("get", async db => (RedisResult[])(await db.ScriptEvaluateAsync(GetScript, keys).ConfigureAwait(false))!, cancel).ConfigureAwait(false);
+        var record = reply.Length switch
         {
-            return null;
-        }
-
-        var record = ReadRecord(jti, fields);
+            0 => null,
+            3 when (string?)reply[0] == "s" => StoredRecord.Read(jti, (byte[]?)reply[1], (string?)reply[2]),
+            _ when (string?)reply[0] == "h" => ReadHashRecord(jti, reply.AsSpan(1)),
+            _ => null,
+        };
         return record is not null && record.ExpiresAt > _time.GetUtcNow() ? record : null;
     }
 
@@ -360,7 +425,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             return false;
         }
 
-        RedisKey[] keys = [RecordKey(jti)];
+        RedisKey[] keys = [RecordKey(jti), RevokedKey(jti)];
         return await RunAsync("revoke", async db => (long)await db.ScriptEvaluateAsync(RevokeScript, keys, [revokedAt.ToUnixTimeMilliseconds()]).ConfigureAwait(false) == 1, cancel).ConfigureAwait(false);
     }
 
@@ -540,35 +605,16 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             .Build();
     }
 
-    private static List<RedisValue> RecordFields(IssuedTokenRecord r)
+    // A record in the hash format of earlier builds (field, value, field, value...), readable until it expires.
+    private static IssuedTokenRecord? ReadHashRecord(string jti, ReadOnlySpan<RedisResult> pairs)
     {
-        var fields = new List<RedisValue>(16)
+        var map = new Dictionary<string, RedisValue>(StringComparer.Ordinal);
+        for (var i = 0; i + 1 < pairs.Length; i += 2)
         {
-            "e", r.ExpiresAt.ToUnixTimeSeconds(),
-            "i", r.IssuedAt.ToUnixTimeSeconds(),
-            "s", r.Subject,
-            "u", r.Rule,
-            "p", r.Provider,
-        };
-        void Optional(string name, string? value)
-        {
-            if (value is not null)
-            {
-                fields.Add(name);
-                fields.Add(value);
-            }
+            map[(string)pairs[i]!] = (RedisValue)pairs[i + 1];
         }
 
-        Optional("ri", r.RepositoryId);
-        Optional("oi", r.OwnerId);
-        Optional("rn", r.RunId);
-        return fields;
-    }
-
-    private static IssuedTokenRecord? ReadRecord(string jti, HashEntry[] fields)
-    {
-        var map = fields.ToDictionary(f => (string)f.Name!, f => f.Value, StringComparer.Ordinal);
-        if (!map.TryGetValue("e", out var e) || !map.TryGetValue("i", out var i) || !map.TryGetValue("s", out var s) ||
+        if (!map.TryGetValue("e", out var e) || !map.TryGetValue("i", out var i2) || !map.TryGetValue("s", out var s) ||
             !map.TryGetValue("u", out var u) || !map.TryGetValue("p", out var p))
         {
             return null; // a half-written record cannot exist (scripts are atomic); treat anything else as unknown
@@ -578,7 +624,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         {
             Jti = jti,
             ExpiresAt = DateTimeOffset.FromUnixTimeSeconds((long)e),
-            IssuedAt = DateTimeOffset.FromUnixTimeSeconds((long)i),
+            IssuedAt = DateTimeOffset.FromUnixTimeSeconds((long)i2),
             Subject = s!,
             Rule = u!,
             Provider = p!,
@@ -614,4 +660,81 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 [System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
 [System.Text.Json.Serialization.JsonSerializable(typeof(Block))]
 [System.Text.Json.Serialization.JsonSerializable(typeof(KeyRotation))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(StoredRecord))]
 internal sealed partial class StateJsonContext : System.Text.Json.Serialization.JsonSerializerContext;
+
+/// <summary>The issued-token record as stored in Redis: short JSON names, times in Unix seconds.</summary>
+internal sealed class StoredRecord
+{
+    [System.Text.Json.Serialization.JsonPropertyName("e")]
+    public long ExpiresAt { get; set; }
+
+    [System.Text.Json.Serialization.JsonPropertyName("i")]
+    public long IssuedAt { get; set; }
+
+    [System.Text.Json.Serialization.JsonPropertyName("s")]
+    public string? Subject { get; set; }
+
+    [System.Text.Json.Serialization.JsonPropertyName("u")]
+    public string? Rule { get; set; }
+
+    [System.Text.Json.Serialization.JsonPropertyName("p")]
+    public string? Provider { get; set; }
+
+    [System.Text.Json.Serialization.JsonPropertyName("ri")]
+    public string? RepositoryId { get; set; }
+
+    [System.Text.Json.Serialization.JsonPropertyName("oi")]
+    public string? OwnerId { get; set; }
+
+    [System.Text.Json.Serialization.JsonPropertyName("rn")]
+    public string? RunId { get; set; }
+
+    public static byte[] Serialize(IssuedTokenRecord r) => JsonSerializer.SerializeToUtf8Bytes(
+        new StoredRecord
+        {
+            ExpiresAt = r.ExpiresAt.ToUnixTimeSeconds(),
+            IssuedAt = r.IssuedAt.ToUnixTimeSeconds(),
+            Subject = r.Subject,
+            Rule = r.Rule,
+            Provider = r.Provider,
+            RepositoryId = r.RepositoryId,
+            OwnerId = r.OwnerId,
+            RunId = r.RunId,
+        },
+        StateJsonContext.Default.StoredRecord);
+
+    /// <summary>The record, or null when the stored value is not one (treated as unknown: fail closed).</summary>
+    public static IssuedTokenRecord? Read(string jti, byte[]? json, string? revokedAt)
+    {
+        StoredRecord? stored;
+        try
+        {
+            stored = json is null ? null : JsonSerializer.Deserialize(json, StateJsonContext.Default.StoredRecord);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+
+        if (stored is not { Subject: { } subject, Rule: { } rule, Provider: { } provider } ||
+            (revokedAt is not null && !long.TryParse(revokedAt, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
+        {
+            return null;
+        }
+
+        return new IssuedTokenRecord
+        {
+            Jti = jti,
+            ExpiresAt = DateTimeOffset.FromUnixTimeSeconds(stored.ExpiresAt),
+            IssuedAt = DateTimeOffset.FromUnixTimeSeconds(stored.IssuedAt),
+            Subject = subject,
+            Rule = rule,
+            Provider = provider,
+            RepositoryId = stored.RepositoryId,
+            OwnerId = stored.OwnerId,
+            RunId = stored.RunId,
+            RevokedAt = revokedAt is null ? null : DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(revokedAt, NumberStyles.None, CultureInfo.InvariantCulture)),
+        };
+    }
+}

@@ -26,8 +26,8 @@ public sealed record IssuedTokenRecord
 public interface IStateStore
 {
     /// <summary>
-    /// Atomically marks a job token as used and records the token about to be issued for it. Returns false, and
-    /// records nothing, when the job token was already used.
+    /// Marks a job token as used, exactly once across every replica, and records the token about to be issued for it.
+    /// Returns false when the job token was already used; the record of that attempt is then not kept.
     /// </summary>
     /// <param name="replayKey">A hash of (issuer, jti) of the job token (lower-case hex SHA-256).</param>
     /// <param name="replayExpiresAt">When the mark may be forgotten: the job token's expiry plus leeway.</param>

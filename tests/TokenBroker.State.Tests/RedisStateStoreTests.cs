@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using TokenBroker.State.Redis;
@@ -197,4 +198,114 @@ public sealed class RedisMemoryTests
 
     private static long UsedMemory(string info) =>
         long.Parse(info.Split('\n').First(l => l.StartsWith("used_memory:", StringComparison.Ordinal))["used_memory:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>How the exchange's write and the issued-token record look in Redis, and what a failed half of the write leaves.</summary>
+[TestFixture]
+public sealed class RedisRecordFormatTests
+{
+    private RedisServer _redis = null!;
+
+    [OneTimeSetUp]
+    public async Task StartRedis() => _redis = await RedisServer.StartAsync();
+
+    [OneTimeTearDown]
+    public async Task StopRedis() => await _redis.DisposeAsync();
+
+    [Test]
+    public async Task AHashRecordWrittenByAnEarlierBuild_IsStillReadAndRevoked()
+    {
+        using var store = await RedisStores.ConnectAsync([_redis.EndPoint]);
+        var record = StateStoreContract.Record(StateStoreContract.ReplayKey("old-format"));
+        var key = store.RecordKey(record.Jti);
+        await _redis.CliAsync(
+            "hset", key, "e", record.ExpiresAt.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture), "i", record.IssuedAt.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture),
+            "s", record.Subject, "u", record.Rule, "p", record.Provider, "ri", record.RepositoryId!, "oi", record.OwnerId!, "rn", record.RunId!);
+        await _redis.CliAsync("pexpire", key, "600000");
+
+        Assert.That(await store.GetIssuedAsync(record.Jti, CancellationToken.None), Is.EqualTo(record));
+
+        var revokedAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        Assert.That(await store.RevokeAsync(record.Jti, revokedAt, CancellationToken.None), Is.True);
+        Assert.That((await store.GetIssuedAsync(record.Jti, CancellationToken.None))!.RevokedAt, Is.EqualTo(revokedAt));
+        Assert.That((await _redis.CliAsync("hget", key, "rv")).Trim(), Is.EqualTo(revokedAt.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)));
+    }
+
+    [Test]
+    public async Task TheRecordIsJson_AndTheRevocationMarkExpiresWithIt()
+    {
+        using var store = await RedisStores.ConnectAsync([_redis.EndPoint]);
+        var replayKey = StateStoreContract.ReplayKey("format");
+        var record = StateStoreContract.Record(replayKey, TimeSpan.FromMinutes(3));
+        Assert.That(await store.TryConsumeAsync(replayKey, DateTimeOffset.UtcNow.AddMinutes(10), record, CancellationToken.None), Is.True);
+
+        var json = (await _redis.CliAsync("get", store.RecordKey(record.Jti))).Trim();
+        Assert.That(json, Does.StartWith("{\"e\":" + record.ExpiresAt.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture) + ",\"i\":"));
+        Assert.That(json, Does.Contain("\"s\":\"github:octo-org/payments:production\""));
+        Assert.That((await _redis.CliAsync("get", store.ReplayKey(replayKey))).Trim(), Is.EqualTo(record.Jti));
+
+        Assert.That(await store.RevokeAsync(record.Jti, DateTimeOffset.UtcNow, CancellationToken.None), Is.True);
+        var recordTtl = long.Parse(await _redis.CliAsync("pttl", store.RecordKey(record.Jti)), CultureInfo.InvariantCulture);
+        var markTtl = long.Parse(await _redis.CliAsync("pttl", store.RevokedKey(record.Jti)), CultureInfo.InvariantCulture);
+        Assert.That(recordTtl, Is.InRange(170_000, 180_000));
+        Assert.That(markTtl, Is.InRange(recordTtl - 2_000, recordTtl));
+    }
+
+    [Test]
+    public async Task ARecordThatIsNotOne_ReadsAsUnknown()
+    {
+        using var store = await RedisStores.ConnectAsync([_redis.EndPoint]);
+        var record = StateStoreContract.Record(StateStoreContract.ReplayKey("garbage"));
+        await _redis.CliAsync("set", store.RecordKey(record.Jti), "{\"e\":1,\"i\":", "px", "60000");
+        var other = StateStoreContract.Record(StateStoreContract.ReplayKey("garbage2"));
+        await _redis.CliAsync("set", store.RecordKey(other.Jti), "{\"e\":1,\"i\":1}", "px", "60000");
+
+        Assert.That(await store.GetIssuedAsync(record.Jti, CancellationToken.None), Is.Null, "truncated JSON");
+        Assert.That(await store.GetIssuedAsync(other.Jti, CancellationToken.None), Is.Null, "required members missing");
+    }
+
+    [Test]
+    public async Task WhenTheRecordCannotBeWritten_TheExchangeFailsClosed_AndTheJobTokenStaysUsable()
+    {
+        using var store = await RedisStores.ConnectAsync([_redis.EndPoint]);
+        var replayKey = StateStoreContract.ReplayKey("half-write");
+        try
+        {
+            // The default user may write replay marks but no record: the second half of the write is refused.
+            await _redis.CliAsync("acl", "setuser", "default", "resetkeys", "~*:r:*");
+            Assert.That(
+                async () => await store.TryConsumeAsync(replayKey, DateTimeOffset.UtcNow.AddMinutes(5), StateStoreContract.Record(replayKey), CancellationToken.None),
+                Throws.InstanceOf<StateUnavailableException>());
+        }
+        finally
+        {
+            await _redis.CliAsync("acl", "setuser", "default", "allkeys");
+        }
+
+        // The mark that landed without its record was released: the job can retry with the same token.
+        var retry = StateStoreContract.Record(replayKey);
+        Assert.That(await store.TryConsumeAsync(replayKey, DateTimeOffset.UtcNow.AddMinutes(5), retry, CancellationToken.None), Is.True);
+        Assert.That(await store.GetIssuedAsync(retry.Jti, CancellationToken.None), Is.Not.Null);
+    }
+
+    [Test]
+    public async Task TheLoserOfAReplay_LeavesNoRecordBehind()
+    {
+        using var store = await RedisStores.ConnectAsync([_redis.EndPoint]);
+        var replayKey = StateStoreContract.ReplayKey("loser");
+        var winner = StateStoreContract.Record(replayKey);
+        var losers = Enumerable.Range(0, 20).Select(_ => StateStoreContract.Record(replayKey)).ToArray();
+        Assert.That(await store.TryConsumeAsync(replayKey, DateTimeOffset.UtcNow.AddMinutes(5), winner, CancellationToken.None), Is.True);
+
+        var results = await Task.WhenAll(losers.Select(l => store.TryConsumeAsync(replayKey, DateTimeOffset.UtcNow.AddMinutes(5), l, CancellationToken.None).AsTask()));
+
+        Assert.That(results, Is.All.False);
+        Assert.That(await store.PingAsync(CancellationToken.None), Is.True); // after every removal on the connection
+        foreach (var loser in losers)
+        {
+            Assert.That((await _redis.CliAsync("exists", store.RecordKey(loser.Jti))).Trim(), Is.EqualTo("0"));
+        }
+
+        Assert.That((await _redis.CliAsync("get", store.ReplayKey(replayKey))).Trim(), Is.EqualTo(winner.Jti), "the mark still names the winner");
+    }
 }
