@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Polly;
@@ -134,6 +135,18 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     private readonly RedisKey _rotationsKey;
     private readonly RedisChannel _rotationsChannel;
 
+    // The exchange's write goes over its own pipelined connection (RespPipe) whenever the store talks to one node: a
+    // single server, or the master the Sentinels name. On a Cluster it goes through SE.Redis, which routes by slot.
+    // _direct: 0 not decided yet (the server did not answer so far), 1 one standalone node, 2 anything else.
+    private readonly object _pipeLock = new();
+    private int _direct;
+    private EndPoint? _directNode;
+    private RespPipe? _pipe;
+    private Task<RespPipe>? _pipeConnecting;
+    private EndPoint? _pipeConnectingTo;
+    private long _pipeRetryAt;
+    private bool _disposed;
+
     private RedisStateStore(ConnectionMultiplexer? redis, RedisStateOptions options, TimeProvider time, ILogger logger)
     {
         _redis = redis;
@@ -198,12 +211,14 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
                 store.OnMasterSwitched,
                 time,
                 logger).ConfigureAwait(false);
+            await store.OpenPipeAsync().ConfigureAwait(false);
             return store;
         }
 
         var redis = await ConnectionMultiplexer.ConnectAsync(DataConfiguration(options, options.Endpoints.Select(e => ParseEndPoint(e)))).ConfigureAwait(false);
         var fixedStore = new RedisStateStore(redis, options, time, logger);
         await fixedStore.SubscribeAsync(redis).ConfigureAwait(false);
+        await fixedStore.OpenPipeAsync().ConfigureAwait(false);
         return fixedStore;
     }
 
@@ -277,6 +292,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     private void OnMasterSwitched()
     {
         _ = RaiseBlockVersionAsync();
+        _ = OpenPipeAsync();
     }
 
     private async Task RaiseBlockVersionAsync()
@@ -336,8 +352,146 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             StoredRecord.Serialize(issued),
             TimeSpan.FromMilliseconds(Math.Max(1, (long)(replayExpiresAt - now).TotalMilliseconds)),
             TimeSpan.FromMilliseconds(Math.Max(1, (long)(issued.ExpiresAt - now).TotalMilliseconds)));
+        if (DirectEndPoint() is { } node)
+        {
+            return GuardAsync(
+                "consume",
+                static async (s, token) =>
+                {
+                    var pipe = s.store.CurrentPipe(s.node) ?? await s.store.ConnectPipe(s.node).WaitAsync(token).ConfigureAwait(false);
+                    return await s.write.RunAsync(pipe).WaitAsync(token).ConfigureAwait(false);
+                },
+                (store: this, node, write),
+                cancel);
+        }
+
         return RunAsync("consume", write.RunAsync, cancel);
     }
+
+    /// <summary>The node the exchange's write goes to directly, or null when it goes through SE.Redis.</summary>
+    private EndPoint? DirectEndPoint()
+    {
+        if (_redis is null)
+        {
+            return _sentinel?.CurrentMasterEndPoint; // null while the Sentinels name no checked master yet
+        }
+
+        switch (Volatile.Read(ref _direct))
+        {
+            case 1:
+                return _directNode;
+            case 2:
+                return null;
+        }
+
+        // Decided once the server has answered: a Cluster node or several endpoints stay with SE.Redis.
+        var endPoints = _redis!.GetEndPoints();
+        if (endPoints.Length != 1 || _options.Endpoints.Count != 1)
+        {
+            Volatile.Write(ref _direct, 2);
+            return null;
+        }
+
+        var server = _redis.GetServer(endPoints[0]);
+        if (!server.IsConnected)
+        {
+            return null;
+        }
+
+        if (server.ServerType != ServerType.Standalone)
+        {
+            Volatile.Write(ref _direct, 2);
+            return null;
+        }
+
+        _directNode = endPoints[0];
+        Volatile.Write(ref _direct, 1);
+        return _directNode;
+    }
+
+    // Best effort at start-up and after a failover, so that the first exchange does not pay for the connection.
+    private async Task OpenPipeAsync()
+    {
+        if (DirectEndPoint() is { } node)
+        {
+            try
+            {
+                _ = CurrentPipe(node) ?? await ConnectPipe(node).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or SocketException or TimeoutException or RedisReplyException or ObjectDisposedException or System.Security.Authentication.AuthenticationException)
+            {
+                Log.PipeConnectFailed(_logger, node.ToString() ?? "?", e.Message);
+            }
+        }
+    }
+
+    private RespPipe? CurrentPipe(EndPoint node) => Volatile.Read(ref _pipe) is { Broken: null } pipe && pipe.EndPoint.Equals(node) ? pipe : null;
+
+    // One connection attempt at a time; after a failed one, none for 500 ms (callers fail closed meanwhile), as
+    // SE.Redis retries. A pipe to a former master is closed when the Sentinels name another.
+    private Task<RespPipe> ConnectPipe(EndPoint node)
+    {
+        lock (_pipeLock)
+        {
+            if (_pipe is { Broken: null } current && current.EndPoint.Equals(node))
+            {
+                return Task.FromResult(current);
+            }
+
+            if (_pipeConnecting is { IsCompleted: false } pending && node.Equals(_pipeConnectingTo))
+            {
+                return pending;
+            }
+
+            if (_disposed)
+            {
+                return Task.FromException<RespPipe>(new ObjectDisposedException(nameof(RedisStateStore)));
+            }
+
+            if (_time.GetTimestamp() < _pipeRetryAt)
+            {
+                return Task.FromException<RespPipe>(new IOException($"the last connection attempt to {node} failed; the next one is due shortly"));
+            }
+
+            _pipe?.Dispose();
+            _pipe = null;
+            _pipeConnectingTo = node;
+            return _pipeConnecting = Connect(node);
+        }
+
+        async Task<RespPipe> Connect(EndPoint node)
+        {
+            await Task.Yield(); // the caller holds _pipeLock
+            try
+            {
+                var pipe = await RespPipe.ConnectAsync(node, _options.Password, _options.Ssl, "tokenbroker:exchange", _options.ConnectTimeout, StaleAfter(_options)).ConfigureAwait(false);
+                lock (_pipeLock)
+                {
+                    if (_disposed)
+                    {
+                        pipe.Dispose();
+                        throw new ObjectDisposedException(nameof(RedisStateStore));
+                    }
+
+                    _pipe = pipe;
+                }
+
+                return pipe;
+            }
+            catch
+            {
+                lock (_pipeLock)
+                {
+                    _pipeRetryAt = _time.GetTimestamp() + (long)(0.5 * _time.TimestampFrequency);
+                }
+
+                throw;
+            }
+        }
+    }
+
+    /// <summary>How long a command may stay unanswered before the connection is presumed dead and replaced.</summary>
+    internal static TimeSpan StaleAfter(RedisStateOptions options) => TimeSpan.FromTicks(Math.Max(4 * options.OperationTimeout.Ticks, TimeSpan.FromSeconds(2).Ticks));
 
     /// <summary>
     /// One exchange's write, in one round trip without a script (a script costs Redis about twice the CPU): the
@@ -346,8 +500,42 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     /// names a jti that is never signed; should that removal be lost, the record only expires unseen. A mark that
     /// landed without its record is released, so that a failed write never burns the job token.
     /// </summary>
-    private sealed class ConsumeWrite(RedisKey replayKey, RedisKey recordKey, string jti, byte[] record, TimeSpan replayTtl, TimeSpan recordTtl)
+    private sealed class ConsumeWrite(string replayKey, string recordKey, string jti, byte[] record, TimeSpan replayTtl, TimeSpan recordTtl)
     {
+        /// <summary>Over the direct connection: both commands in one write, both replies in one completion.</summary>
+        public async Task<bool> RunAsync(RespPipe pipe)
+        {
+            RespArg[] recordCommand = ["SET", recordKey, record, "PX", Milliseconds(recordTtl)];
+            RespArg[] markCommand = ["SET", replayKey, jti, "NX", "PX", Milliseconds(replayTtl)];
+            var replies = await pipe.SendAsync([recordCommand, markCommand]).ConfigureAwait(false);
+            var (recorded, marked) = (replies[0], replies[1]);
+            if (recorded.IsOk && marked.IsOk)
+            {
+                return true;
+            }
+
+            if (recorded.IsOk && marked.Kind == RespKind.Nil)
+            {
+                Forget(pipe.SendAsync([["DEL", recordKey]]));
+                return false;
+            }
+
+            if (marked.IsOk)
+            {
+                Forget(pipe.SendAsync([["EVAL", ReleaseMarkScript, "1", replayKey, jti]]));
+            }
+            else if (recorded.IsOk)
+            {
+                Forget(pipe.SendAsync([["DEL", recordKey]]));
+            }
+
+            throw new RedisReplyException(
+                recorded.Kind == RespKind.Error ? recorded.Text! :
+                marked.Kind == RespKind.Error ? marked.Text! :
+                $"unexpected replies to the exchange's write ({recorded.Kind}, {marked.Kind})");
+        }
+
+        /// <summary>Through SE.Redis (Cluster), which pipelines the two commands on the slot's connection.</summary>
         public async Task<bool> RunAsync(IDatabase db)
         {
             var recorded = db.StringSetAsync(recordKey, record, recordTtl);
@@ -378,6 +566,11 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
             return true;
         }
+
+        private static string Milliseconds(TimeSpan ttl) => ((long)ttl.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
+
+        // The undo of a refused or lost write: its outcome changes nothing for the caller, but is observed.
+        private static void Forget(Task task) => task.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     public async ValueTask ReleaseAsync(string replayKey, string issuedJti, CancellationToken cancel)
@@ -516,6 +709,12 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
     public void Dispose()
     {
+        lock (_pipeLock)
+        {
+            _disposed = true;
+            _pipe?.Dispose();
+        }
+
         _redis?.Dispose();
         _sentinel?.Dispose();
     }
@@ -537,13 +736,17 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         throw new StateUnavailableException($"redis: no checked master for '{_options.ServiceName}' (last known {_sentinel?.CurrentEndPoint ?? "none"}); failover in progress or Sentinels unreachable");
     }
 
+    /// <summary>Runs one SE.Redis operation through <see cref="GuardAsync"/>.</summary>
+    private ValueTask<T> RunAsync<T>(string operation, Func<IDatabase, Task<T>> call, CancellationToken cancel) =>
+        // SE.Redis 1.2.6 takes no cancellation token: WaitAsync lets the timeout abandon the wait.
+        GuardAsync(operation, static (state, token) => state.call(state.db).WaitAsync(token), (call, db: Connection().GetDatabase()), cancel);
+
     /// <summary>Runs one operation through the timeout and circuit breaker; every failure becomes <see cref="StateUnavailableException"/>.</summary>
-    private async ValueTask<T> RunAsync<T>(string operation, Func<IDatabase, Task<T>> call, CancellationToken cancel)
+    private async ValueTask<T> GuardAsync<TState, T>(string operation, Func<TState, CancellationToken, Task<T>> call, TState state, CancellationToken cancel)
     {
         try
         {
-            // SE.Redis 1.2.6 takes no cancellation token: WaitAsync lets the timeout abandon the wait.
-            return await _pipeline.ExecuteAsync(static async (state, token) => await state.call(state.db).WaitAsync(token).ConfigureAwait(false), (call, db: Connection().GetDatabase()), cancel).ConfigureAwait(false);
+            return await _pipeline.ExecuteAsync(static async (s, token) => await s.call(s.state, token).ConfigureAwait(false), (call, state), cancel).ConfigureAwait(false);
         }
         catch (TimeoutRejectedException e)
         {
@@ -553,7 +756,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         {
             throw new StateUnavailableException($"redis {operation}: circuit open after recent failures", e);
         }
-        catch (RedisServerException e) when (e.Message.StartsWith("READONLY", StringComparison.Ordinal))
+        catch (Exception e) when (IsReadOnly(e))
         {
             // The node was demoted to a replica under us (failover): it refused the write, so nothing was written.
             _sentinel?.ReportNotMaster();
@@ -568,6 +771,16 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
             throw new StateUnavailableException($"redis {operation}: {e.GetType().Name}: {e.Message}", e);
         }
+        catch (RedisReplyException e)
+        {
+            throw new StateUnavailableException($"redis {operation}: {e.Message}", e);
+        }
+        catch (Exception e) when (e is IOException or SocketException or System.Security.Authentication.AuthenticationException)
+        {
+            // The direct connection broke or could not be opened; the Sentinels may know why.
+            _sentinel?.RequestCheck();
+            throw new StateUnavailableException($"redis {operation}: {e.GetType().Name}: {e.Message}", e);
+        }
         catch (ObjectDisposedException e) when (_sentinel is not null)
         {
             // The connection was replaced after a failover while this operation waited on it.
@@ -579,9 +792,18 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         }
     }
 
+    private static bool IsReadOnly(Exception e) =>
+        e is RedisServerException or RedisReplyException && e.Message.StartsWith("READONLY", StringComparison.Ordinal);
+
     private static ResiliencePipeline BuildPipeline(RedisStateOptions options, TimeProvider time, ILogger logger)
     {
-        var handled = new PredicateBuilder().Handle<RedisException>().Handle<TimeoutException>().Handle<TimeoutRejectedException>();
+        var handled = new PredicateBuilder()
+            .Handle<RedisException>()
+            .Handle<RedisReplyException>()
+            .Handle<IOException>()
+            .Handle<SocketException>()
+            .Handle<TimeoutException>()
+            .Handle<TimeoutRejectedException>();
         return new ResiliencePipelineBuilder { TimeProvider = time }
             .AddCircuitBreaker(new CircuitBreakerStrategyOptions
             {
@@ -651,6 +873,9 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
         [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Subscribing to block and key rotation notifications failed: {Reason}; retried on reconnect")]
         public static partial void SubscribeFailed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 3007, Level = LogLevel.Warning, Message = "Opening the exchange connection to Redis at {EndPoint} failed: {Reason}; retried on the next exchange")]
+        public static partial void PipeConnectFailed(ILogger logger, string endPoint, string reason);
 
         [LoggerMessage(EventId = 3006, Level = LogLevel.Warning, Message = "Raising the block version on the new master failed: {Reason}; the periodic re-read still runs")]
         public static partial void RaiseVersionFailed(ILogger logger, string reason);

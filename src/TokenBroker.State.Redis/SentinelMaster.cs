@@ -61,6 +61,9 @@ internal sealed partial class SentinelMaster : IDisposable
     /// <summary>The data connection to the checked master, or null while there is none (start-up, failover).</summary>
     public ConnectionMultiplexer? Current => Volatile.Read(ref _data) is { Verified: true } data ? data.Connection : null;
 
+    /// <summary>The checked master's address, or null while there is none.</summary>
+    public EndPoint? CurrentMasterEndPoint => Volatile.Read(ref _data) is { Verified: true } data ? data.EndPoint : null;
+
     /// <summary>The master the data connection points at (checked or not), for messages.</summary>
     public string CurrentEndPoint => Volatile.Read(ref _data)?.EndPoint.ToString() ?? "none";
 
