@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Runtime.ExceptionServices;
 using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -502,6 +503,13 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     /// </summary>
     private sealed class ConsumeWrite(string replayKey, string recordKey, string jti, byte[] record, TimeSpan replayTtl, TimeSpan recordTtl)
     {
+        private enum Undo
+        {
+            None,
+            DeleteRecord,
+            ReleaseMark,
+        }
+
         /// <summary>Over the direct connection: both commands in one write, both replies in one completion.</summary>
         public async Task<bool> RunAsync(RespPipe pipe)
         {
@@ -509,27 +517,18 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             RespArg[] markCommand = ["SET", replayKey, jti, "NX", "PX", Milliseconds(replayTtl)];
             var replies = await pipe.SendAsync([recordCommand, markCommand]).ConfigureAwait(false);
             var (recorded, marked) = (replies[0], replies[1]);
-            if (recorded.IsOk && marked.IsOk)
+            var (issued, undo) = Settle(recorded.IsOk, marked.IsOk ? true : marked.Kind == RespKind.Nil ? false : null);
+            switch (undo)
             {
-                return true;
+                case Undo.DeleteRecord:
+                    Forget(pipe.SendAsync([["DEL", recordKey]]));
+                    break;
+                case Undo.ReleaseMark:
+                    Forget(pipe.SendAsync([["EVAL", ReleaseMarkScript, "1", replayKey, jti]]));
+                    break;
             }
 
-            if (recorded.IsOk && marked.Kind == RespKind.Nil)
-            {
-                Forget(pipe.SendAsync([["DEL", recordKey]]));
-                return false;
-            }
-
-            if (marked.IsOk)
-            {
-                Forget(pipe.SendAsync([["EVAL", ReleaseMarkScript, "1", replayKey, jti]]));
-            }
-            else if (recorded.IsOk)
-            {
-                Forget(pipe.SendAsync([["DEL", recordKey]]));
-            }
-
-            throw new RedisReplyException(
+            return issued ?? throw new RedisReplyException(
                 recorded.Kind == RespKind.Error ? recorded.Text! :
                 marked.Kind == RespKind.Error ? marked.Text! :
                 $"unexpected replies to the exchange's write ({recorded.Kind}, {marked.Kind})");
@@ -540,32 +539,49 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         {
             var recorded = db.StringSetAsync(recordKey, record, recordTtl);
             var marked = db.StringSetAsync(replayKey, jti, replayTtl, When.NotExists);
+            ExceptionDispatchInfo? failure = null;
             try
             {
                 await Task.WhenAll(recorded, marked).ConfigureAwait(false);
             }
-            catch
+            catch (Exception e)
             {
-                if (marked.IsCompletedSuccessfully && marked.Result)
-                {
-                    _ = db.ScriptEvaluateAsync(ReleaseMarkScript, [replayKey], [jti], CommandFlags.FireAndForget);
-                }
-                else if (recorded.IsCompletedSuccessfully)
-                {
+                failure = ExceptionDispatchInfo.Capture(e);
+            }
+
+            var (issued, undo) = Settle(recorded.IsCompletedSuccessfully && recorded.Result, marked.IsCompletedSuccessfully ? marked.Result : null);
+            switch (undo)
+            {
+                case Undo.DeleteRecord:
                     _ = db.KeyDeleteAsync(recordKey, CommandFlags.FireAndForget);
-                }
-
-                throw;
+                    break;
+                case Undo.ReleaseMark:
+                    _ = db.ScriptEvaluateAsync(ReleaseMarkScript, [replayKey], [jti], CommandFlags.FireAndForget);
+                    break;
             }
 
-            if (!marked.Result)
+            if (issued is { } result)
             {
-                _ = db.KeyDeleteAsync(recordKey, CommandFlags.FireAndForget);
-                return false;
+                return result;
             }
 
-            return true;
+            failure?.Throw();
+            throw new RedisReplyException("the record of the exchange's write was not stored");
         }
+
+        /// <summary>
+        /// What the two replies mean, whichever connection carried them: issued (true), a replay (false) or a failure
+        /// (null), and the half to undo. <paramref name="marked"/>: the mark was set (true), existed already (false),
+        /// or its command failed (null).
+        /// </summary>
+        private static (bool? Issued, Undo Undo) Settle(bool recorded, bool? marked) => (recorded, marked) switch
+        {
+            (true, true) => (true, Undo.None),
+            (true, false) => (false, Undo.DeleteRecord), // a replay: the record names a jti that is never signed
+            (true, null) => (null, Undo.DeleteRecord),
+            (false, true) => (null, Undo.ReleaseMark), // never burn the job token on a write that failed
+            _ => (null, Undo.None),
+        };
 
         private static string Milliseconds(TimeSpan ttl) => ((long)ttl.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
 
@@ -836,25 +852,24 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             map[(string)pairs[i]!] = (RedisValue)pairs[i + 1];
         }
 
-        if (!map.TryGetValue("e", out var e) || !map.TryGetValue("i", out var i2) || !map.TryGetValue("s", out var s) ||
-            !map.TryGetValue("u", out var u) || !map.TryGetValue("p", out var p))
+        if (!map.TryGetValue("e", out var e) || !map.TryGetValue("i", out var i2))
         {
             return null; // a half-written record cannot exist (scripts are atomic); treat anything else as unknown
         }
 
-        return new IssuedTokenRecord
+        string? Text(string field) => map.TryGetValue(field, out var value) ? (string?)value : null;
+        var stored = new StoredRecord
         {
-            Jti = jti,
-            ExpiresAt = DateTimeOffset.FromUnixTimeSeconds((long)e),
-            IssuedAt = DateTimeOffset.FromUnixTimeSeconds((long)i2),
-            Subject = s!,
-            Rule = u!,
-            Provider = p!,
-            RepositoryId = map.TryGetValue("ri", out var ri) ? (string?)ri : null,
-            OwnerId = map.TryGetValue("oi", out var oi) ? (string?)oi : null,
-            RunId = map.TryGetValue("rn", out var rn) ? (string?)rn : null,
-            RevokedAt = map.TryGetValue("rv", out var rv) ? DateTimeOffset.FromUnixTimeMilliseconds((long)rv) : null,
+            ExpiresAt = (long)e,
+            IssuedAt = (long)i2,
+            Subject = Text("s"),
+            Rule = Text("u"),
+            Provider = Text("p"),
+            RepositoryId = Text("ri"),
+            OwnerId = Text("oi"),
+            RunId = Text("rn"),
         };
+        return stored.ToRecord(jti, map.TryGetValue("rv", out var rv) ? (long)rv : null);
     }
 
     private static partial class Log
@@ -942,24 +957,30 @@ internal sealed class StoredRecord
             return null;
         }
 
-        if (stored is not { Subject: { } subject, Rule: { } rule, Provider: { } provider } ||
-            (revokedAt is not null && !long.TryParse(revokedAt, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
+        long revokedAtMs = 0;
+        if (stored is null || (revokedAt is not null && !long.TryParse(revokedAt, NumberStyles.None, CultureInfo.InvariantCulture, out revokedAtMs)))
         {
             return null;
         }
 
-        return new IssuedTokenRecord
-        {
-            Jti = jti,
-            ExpiresAt = DateTimeOffset.FromUnixTimeSeconds(stored.ExpiresAt),
-            IssuedAt = DateTimeOffset.FromUnixTimeSeconds(stored.IssuedAt),
-            Subject = subject,
-            Rule = rule,
-            Provider = provider,
-            RepositoryId = stored.RepositoryId,
-            OwnerId = stored.OwnerId,
-            RunId = stored.RunId,
-            RevokedAt = revokedAt is null ? null : DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(revokedAt, NumberStyles.None, CultureInfo.InvariantCulture)),
-        };
+        return stored.ToRecord(jti, revokedAt is null ? null : revokedAtMs);
     }
+
+    /// <summary>The record, or null when a required member is missing (read as unknown).</summary>
+    public IssuedTokenRecord? ToRecord(string jti, long? revokedAtMs) =>
+        this is not { Subject: { } subject, Rule: { } rule, Provider: { } provider }
+            ? null
+            : new IssuedTokenRecord
+            {
+                Jti = jti,
+                ExpiresAt = DateTimeOffset.FromUnixTimeSeconds(ExpiresAt),
+                IssuedAt = DateTimeOffset.FromUnixTimeSeconds(IssuedAt),
+                Subject = subject,
+                Rule = rule,
+                Provider = provider,
+                RepositoryId = RepositoryId,
+                OwnerId = OwnerId,
+                RunId = RunId,
+                RevokedAt = revokedAtMs is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null,
+            };
 }

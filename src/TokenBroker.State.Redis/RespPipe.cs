@@ -148,16 +148,15 @@ internal sealed class RespPipe : IDisposable
 
             return pipe;
         }
-        catch (OperationCanceledException e)
+        catch (Exception e)
         {
             stream?.Dispose();
             socket.Dispose();
-            throw new TimeoutException($"connecting to redis at {endPoint} took longer than {connectTimeout.TotalMilliseconds} ms", e);
-        }
-        catch
-        {
-            stream?.Dispose();
-            socket.Dispose();
+            if (e is OperationCanceledException)
+            {
+                throw new TimeoutException($"connecting to redis at {endPoint} took longer than {connectTimeout.TotalMilliseconds} ms", e);
+            }
+
             throw;
         }
     }
