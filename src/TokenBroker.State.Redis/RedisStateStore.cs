@@ -130,6 +130,10 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     private readonly RedisStateOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    // _breaker is the circuit breaker alone; _pipeline is the breaker plus Polly's per-call timeout. Operations
+    // through SE.Redis use _pipeline; the exchange's write over the direct connection uses _breaker, because the
+    // connection enforces the same budget itself with one timer for all its commands. Both share one breaker state.
+    private readonly ResiliencePipeline _breaker;
     private readonly ResiliencePipeline _pipeline;
     private readonly RedisKey _blocksKey;
     private readonly RedisChannel _blocksChannel;
@@ -158,7 +162,8 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
         _blocksChannel = new RedisChannel(options.KeyPrefix + "blocks", RedisChannel.PatternMode.Literal);
         _rotationsKey = options.KeyPrefix + "keyrotations";
         _rotationsChannel = new RedisChannel(options.KeyPrefix + "keyrotations", RedisChannel.PatternMode.Literal);
-        _pipeline = BuildPipeline(options, time, logger);
+        _breaker = BuildBreaker(options, time, logger);
+        _pipeline = new ResiliencePipelineBuilder { TimeProvider = time }.AddPipeline(_breaker).AddTimeout(options.OperationTimeout).Build();
         if (redis is not null)
         {
             Watch(redis);
@@ -355,18 +360,23 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             TimeSpan.FromMilliseconds(Math.Max(1, (long)(issued.ExpiresAt - now).TotalMilliseconds)));
         if (DirectEndPoint() is { } node)
         {
+            // The connection fails a command unanswered within OperationTimeout (TimeoutException), so only the
+            // breaker wraps this call; a connection still being opened is awaited for the same budget.
             return GuardAsync(
+                _breaker,
                 "consume",
-                static async (s, token) =>
-                {
-                    var pipe = s.store.CurrentPipe(s.node) ?? await s.store.ConnectPipe(s.node).WaitAsync(token).ConfigureAwait(false);
-                    return await s.write.RunAsync(pipe).WaitAsync(token).ConfigureAwait(false);
-                },
+                static (s, _) => s.store.CurrentPipe(s.node) is { } pipe ? s.write.RunAsync(pipe) : s.store.ConnectThenWriteAsync(s.node, s.write),
                 (store: this, node, write),
                 cancel);
         }
 
         return RunAsync("consume", write.RunAsync, cancel);
+    }
+
+    private async Task<bool> ConnectThenWriteAsync(EndPoint node, ConsumeWrite write)
+    {
+        var pipe = await ConnectPipe(node).WaitAsync(_options.OperationTimeout).ConfigureAwait(false);
+        return await write.RunAsync(pipe).ConfigureAwait(false);
     }
 
     /// <summary>The node the exchange's write goes to directly, or null when it goes through SE.Redis.</summary>
@@ -465,7 +475,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             await Task.Yield(); // the caller holds _pipeLock
             try
             {
-                var pipe = await RespPipe.ConnectAsync(node, _options.Password, _options.Ssl, "tokenbroker:exchange", _options.ConnectTimeout, StaleAfter(_options)).ConfigureAwait(false);
+                var pipe = await RespPipe.ConnectAsync(node, _options.Password, _options.Ssl, "tokenbroker:exchange", _options.ConnectTimeout, StaleAfter(_options), _options.OperationTimeout).ConfigureAwait(false);
                 lock (_pipeLock)
                 {
                     if (_disposed)
@@ -755,14 +765,14 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     /// <summary>Runs one SE.Redis operation through <see cref="GuardAsync"/>.</summary>
     private ValueTask<T> RunAsync<T>(string operation, Func<IDatabase, Task<T>> call, CancellationToken cancel) =>
         // SE.Redis 1.2.6 takes no cancellation token: WaitAsync lets the timeout abandon the wait.
-        GuardAsync(operation, static (state, token) => state.call(state.db).WaitAsync(token), (call, db: Connection().GetDatabase()), cancel);
+        GuardAsync(_pipeline, operation, static (state, token) => state.call(state.db).WaitAsync(token), (call, db: Connection().GetDatabase()), cancel);
 
-    /// <summary>Runs one operation through the timeout and circuit breaker; every failure becomes <see cref="StateUnavailableException"/>.</summary>
-    private async ValueTask<T> GuardAsync<TState, T>(string operation, Func<TState, CancellationToken, Task<T>> call, TState state, CancellationToken cancel)
+    /// <summary>Runs one operation through <paramref name="guard"/> (the circuit breaker, with or without the timeout); every failure becomes <see cref="StateUnavailableException"/>.</summary>
+    private async ValueTask<T> GuardAsync<TState, T>(ResiliencePipeline guard, string operation, Func<TState, CancellationToken, Task<T>> call, TState state, CancellationToken cancel)
     {
         try
         {
-            return await _pipeline.ExecuteAsync(static async (s, token) => await s.call(s.state, token).ConfigureAwait(false), (call, state), cancel).ConfigureAwait(false);
+            return await guard.ExecuteAsync(static (s, token) => new ValueTask<T>(s.call(s.state, token)), (call, state), cancel).ConfigureAwait(false);
         }
         catch (TimeoutRejectedException e)
         {
@@ -811,7 +821,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     private static bool IsReadOnly(Exception e) =>
         e is RedisServerException or RedisReplyException && e.Message.StartsWith("READONLY", StringComparison.Ordinal);
 
-    private static ResiliencePipeline BuildPipeline(RedisStateOptions options, TimeProvider time, ILogger logger)
+    private static ResiliencePipeline BuildBreaker(RedisStateOptions options, TimeProvider time, ILogger logger)
     {
         var handled = new PredicateBuilder()
             .Handle<RedisException>()
@@ -839,7 +849,6 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
                     return ValueTask.CompletedTask;
                 },
             })
-            .AddTimeout(options.OperationTimeout)
             .Build();
     }
 

@@ -71,6 +71,9 @@ internal sealed class RespPipe : IDisposable
     private readonly Stream _stream;
     private readonly Socket _socket;
     private readonly long _staleAfterTicks;
+    private readonly long _answerTimeoutTicks;
+    private readonly TimeSpan _answerTimeout;
+    private readonly Timer? _sweep;
     private readonly object _lock = new();
     private readonly Queue<Waiter> _waiting = new();
     private byte[] _out = new byte[4096];
@@ -79,12 +82,21 @@ internal sealed class RespPipe : IDisposable
     private bool _writing;
     private Exception? _broken;
 
-    private RespPipe(Socket socket, Stream stream, EndPoint endPoint, TimeSpan staleAfter)
+    private RespPipe(Socket socket, Stream stream, EndPoint endPoint, TimeSpan staleAfter, TimeSpan? answerTimeout)
     {
         _socket = socket;
         _stream = stream;
         EndPoint = endPoint;
         _staleAfterTicks = (long)(staleAfter.TotalSeconds * Stopwatch.Frequency);
+        _answerTimeout = answerTimeout ?? Timeout.InfiniteTimeSpan;
+        _answerTimeoutTicks = answerTimeout is { } timeout ? (long)(timeout.TotalSeconds * Stopwatch.Frequency) : long.MaxValue;
+        if (answerTimeout is { } every)
+        {
+            // One timer per connection instead of one per command: a command fails between 1 and 1.25 times the
+            // budget after it was sent.
+            var period = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(5).Ticks, every.Ticks / 4));
+            _sweep = new Timer(static pipe => ((RespPipe)pipe!).Sweep(), this, period, period);
+        }
     }
 
     /// <summary>Why the connection broke, or null while it works.</summary>
@@ -95,9 +107,11 @@ internal sealed class RespPipe : IDisposable
 
     /// <summary>
     /// Connects (with TLS when <paramref name="ssl"/>, validating the node's certificate for its host name or
-    /// address), authenticates when there is a password, names the client, and starts the receive loop.
+    /// address), authenticates when there is a password, names the client, and starts the receive loop. With an
+    /// <paramref name="answerTimeout"/>, a command left unanswered that long fails with <see cref="TimeoutException"/>
+    /// (it keeps its place in the queue, so the replies after it still reach their callers).
     /// </summary>
-    public static async Task<RespPipe> ConnectAsync(EndPoint endPoint, string? password, bool ssl, string clientName, TimeSpan connectTimeout, TimeSpan staleAfter)
+    public static async Task<RespPipe> ConnectAsync(EndPoint endPoint, string? password, bool ssl, string clientName, TimeSpan connectTimeout, TimeSpan staleAfter, TimeSpan? answerTimeout = null)
     {
         using var deadline = new CancellationTokenSource(connectTimeout);
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -121,7 +135,7 @@ internal sealed class RespPipe : IDisposable
                 await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = host }, deadline.Token).ConfigureAwait(false);
             }
 
-            var pipe = new RespPipe(socket, stream, endPoint, staleAfter);
+            var pipe = new RespPipe(socket, stream, endPoint, staleAfter, answerTimeout);
             _ = pipe.ReceiveLoopAsync();
             RespArg[][] hello = password is null
                 ? [["CLIENT", "SETNAME", clientName]]
@@ -201,6 +215,37 @@ internal sealed class RespPipe : IDisposable
     }
 
     public void Dispose() => Fail(new ObjectDisposedException(nameof(RespPipe)));
+
+    // Fails the commands waiting longer than the answer timeout, oldest first (the queue is in send order), and
+    // breaks the connection once the oldest has waited past staleAfter.
+    private void Sweep()
+    {
+        var now = Stopwatch.GetTimestamp();
+        lock (_lock)
+        {
+            if (_broken is not null)
+            {
+                return;
+            }
+
+            if (_waiting.TryPeek(out var oldest) && now - oldest.SentAt > _staleAfterTicks)
+            {
+                FailLocked(new TimeoutException("redis left a command unanswered; the connection is presumed dead"));
+                return;
+            }
+
+            foreach (var waiter in _waiting)
+            {
+                if (now - waiter.SentAt <= _answerTimeoutTicks)
+                {
+                    break;
+                }
+
+                // Continuations run asynchronously (the waiter's option), so nothing runs under this lock.
+                waiter.TrySetException(new TimeoutException($"no answer within {_answerTimeout.TotalMilliseconds} ms"));
+            }
+        }
+    }
 
     private void Encode(RespArg[] arguments)
     {
@@ -392,6 +437,7 @@ internal sealed class RespPipe : IDisposable
         }
 
         _outLength = 0;
+        _sweep?.Dispose();
         _stream.Dispose();
         _socket.Dispose();
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -185,6 +186,34 @@ public sealed class RespPipeTests
         Assert.That(replies, Is.EqualTo(new[] { RespReply.Ok, RespReply.Ok }));
         await server;
         Assert.That(pipe.Broken, Is.InstanceOf<InvalidDataException>().With.Message.Contains("no command waits"));
+    }
+
+    [Test]
+    public async Task ACommandUnansweredWithinTheAnswerTimeout_Fails_AndTheRepliesAfterItStillReachTheirCallers()
+    {
+        using var pipe = await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(_redis.EndPoint), null, false, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
+        var key = Guid.NewGuid().ToString("N");
+        await _redis.CliAsync("client", "pause", "1000", "WRITE");
+        var watch = Stopwatch.StartNew();
+        var stuck = pipe.SendAsync([["SET", key, "first"]]);
+        Assert.That(async () => await stuck, Throws.InstanceOf<TimeoutException>().With.Message.Contains("200 ms"));
+        Assert.That(watch.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(190)).And.LessThan(TimeSpan.FromMilliseconds(900)), "failed by the answer timeout, not by the end of the pause");
+
+        // The paused SET still runs when the pause ends; the commands sent after it get their own replies.
+        var after = pipe.SendAsync([["GET", key], ["ECHO", "second"]]);
+        await _redis.CliAsync("client", "unpause");
+        var replies = await after;
+        Assert.That(replies.Select(r => r.Text), Is.EqualTo(new[] { "first", "second" }));
+        Assert.That(pipe.Broken, Is.Null);
+    }
+
+    [Test]
+    public async Task WithoutAnAnswerTimeout_ASlowReplyIsAwaited()
+    {
+        using var pipe = await ConnectAsync(RedisStateStore.ParseEndPoint(_redis.EndPoint));
+        await _redis.CliAsync("client", "pause", "400", "WRITE");
+        var replies = await pipe.SendAsync([["SET", Guid.NewGuid().ToString("N"), "1"]]);
+        Assert.That(replies.Single().IsOk, Is.True);
     }
 
     [Test]
