@@ -84,7 +84,7 @@ public sealed class RespPipeTests
     public async Task StopRedis() => await _redis.DisposeAsync();
 
     private static Task<RespPipe> ConnectAsync(EndPoint endPoint, TimeSpan? staleAfter = null) =>
-        RespPipe.ConnectAsync(endPoint, null, false, "tokenbroker:test", TimeSpan.FromSeconds(5), staleAfter ?? TimeSpan.FromSeconds(5));
+        RespPipe.ConnectAsync(endPoint, null, null, "tokenbroker:test", TimeSpan.FromSeconds(5), staleAfter ?? TimeSpan.FromSeconds(5));
 
     [Test]
     public async Task UnderConcurrency_EveryCallerGetsTheRepliesToItsOwnCommands()
@@ -120,10 +120,10 @@ public sealed class RespPipeTests
     {
         await using var locked = await RedisServer.StartAsync("--requirepass", "right-password");
         Assert.That(
-            async () => await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(locked.EndPoint), "wrong-password", false, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5)),
+            async () => await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(locked.EndPoint), "wrong-password", null, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5)),
             Throws.TypeOf<RedisReplyException>().With.Message.Contains("WRONGPASS").Or.Message.Contains("invalid"));
 
-        using var pipe = await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(locked.EndPoint), "right-password", false, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
+        using var pipe = await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(locked.EndPoint), "right-password", null, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
         Assert.That((await pipe.SendAsync([["PING"]]))[0].Text, Is.EqualTo("PONG"));
     }
 
