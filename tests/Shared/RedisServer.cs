@@ -65,16 +65,29 @@ internal sealed class RedisServer : IAsyncDisposable
     /// A Sentinel (<c>redis-server sentinel.conf --sentinel</c>, which every redis-server binary supports) that
     /// monitors <paramref name="masterEndPoint"/> as <paramref name="serviceName"/> with quorum 1, a 1 s down-after
     /// and a 3 s failover timeout. Its configuration lives in its own temporary directory, since Sentinel rewrites it.
+    /// With <paramref name="tls"/>, it listens on a TLS port only, requires client certificates, and reaches the
+    /// data nodes over TLS with its own certificate.
     /// </summary>
-    public static async Task<RedisServer> StartSentinelAsync(string serviceName, string masterEndPoint, string? password = null, string? masterPassword = null)
+    public static async Task<RedisServer> StartSentinelAsync(string serviceName, string masterEndPoint, string? password = null, string? masterPassword = null, RedisTlsFiles? tls = null)
     {
         RequireRedis();
         var directory = Directory.CreateTempSubdirectory("tokenbroker-sentinel-").FullName;
         var port = FreePort();
         var (host, masterPort) = (masterEndPoint[..masterEndPoint.LastIndexOf(':')], masterEndPoint[(masterEndPoint.LastIndexOf(':') + 1)..]);
         var config = Path.Combine(directory, "sentinel.conf");
+        var listen = tls is null
+            ? $"port {port}"
+            : $"""
+              port 0
+              tls-port {port}
+              tls-cert-file {tls.CertFile}
+              tls-key-file {tls.KeyFile}
+              tls-ca-cert-file {tls.CaFile}
+              tls-auth-clients yes
+              tls-replication yes
+              """;
         await File.WriteAllTextAsync(config, $"""
-            port {port}
+            {listen}
             bind 127.0.0.1
             dir {directory}
             sentinel monitor {serviceName} {host} {masterPort} 1
@@ -84,7 +97,7 @@ internal sealed class RedisServer : IAsyncDisposable
             {(masterPassword is null ? "" : $"sentinel auth-pass {serviceName} {masterPassword}")}
 
             """);
-        var sentinel = new RedisServer(port, directory, [], config) { Password = password };
+        var sentinel = new RedisServer(port, directory, [], config, tls) { Password = password };
         await sentinel.StartProcessAsync();
         return sentinel;
     }
@@ -358,15 +371,20 @@ internal sealed class RedisSentinelGroup : IAsyncDisposable
     /// as the master; with <paramref name="writableReplica"/>, the replica accepts local writes, so a test can make it
     /// miss writes as if replication had lagged.
     /// </summary>
-    public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false, bool writableReplica = false, string? dataPassword = null, string? sentinelPassword = null)
+    public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false, bool writableReplica = false, string? dataPassword = null, string? sentinelPassword = null, RedisTlsFiles? tls = null)
     {
         RedisServer.RequireRedis();
         string[] auth = dataPassword is null ? [] : ["--requirepass", dataPassword, "--masterauth", dataPassword];
 
+        // With TLS every node listens on a TLS port only and requires client certificates; replication runs over TLS.
+        Task<RedisServer> Start(string[] args) => tls is null
+            ? RedisServer.StartAsync(args)
+            : RedisServer.StartTlsAsync(tls, authClients: true, [.. args, "--tls-replication", "yes"]);
+
         // No 5 s wait before the first (diskless) full sync of the replica.
-        var master = await RedisServer.StartAsync(["--repl-diskless-sync-delay", "0", .. auth]);
+        var master = await Start(["--repl-diskless-sync-delay", "0", .. auth]);
         master.Password = dataPassword;
-        var replica = await RedisServer.StartAsync(["--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--replica-read-only", writableReplica ? "no" : "yes", .. auth]);
+        var replica = await Start(["--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--replica-read-only", writableReplica ? "no" : "yes", .. auth]);
         replica.Password = dataPassword;
         RedisServer? sentinel = null;
         try
@@ -374,7 +392,7 @@ internal sealed class RedisSentinelGroup : IAsyncDisposable
             await WaitAsync(async () => (await replica.CliAsync("info", "replication")).Contains("master_link_status:up", StringComparison.Ordinal), "the replica did not sync with the master");
 
             // Started after the replica is in sync, so the Sentinel's first INFO of the master lists the replica.
-            sentinel = await RedisServer.StartSentinelAsync(ServiceName, monitorReplica ? replica.EndPoint : master.EndPoint, sentinelPassword, dataPassword);
+            sentinel = await RedisServer.StartSentinelAsync(ServiceName, monitorReplica ? replica.EndPoint : master.EndPoint, sentinelPassword, dataPassword, tls);
             var group = new RedisSentinelGroup(master, replica, sentinel);
             if (!monitorReplica)
             {

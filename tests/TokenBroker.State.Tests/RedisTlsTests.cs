@@ -200,3 +200,92 @@ public sealed class RedisTlsTests
         Assert.That(tls.ValidateServerCertificate(this, _ca.Certificate, null, SslPolicyErrors.RemoteCertificateNameMismatch), Is.False);
     }
 }
+
+/// <summary>
+/// A Sentinel-managed group where the master, the replica and the Sentinel speak TLS only and require client
+/// certificates from the private CA: the store finds the master through the Sentinel and writes to it, over TLS on
+/// every connection kind.
+/// </summary>
+[TestFixture]
+public sealed class RedisSentinelTlsTests
+{
+    private TestPki _pki = null!;
+    private TestPki.TestCa _ca = null!;
+    private (string CertFile, string KeyFile) _client;
+    private RedisSentinelGroup _group = null!;
+
+    [OneTimeSetUp]
+    public async Task StartGroup()
+    {
+        RedisServer.RequireRedis();
+        _pki = new TestPki();
+        _ca = _pki.CreateCa("sentinel-ca");
+        var node = _ca.Issue("node", ["localhost"], [IPAddress.Loopback]);
+        _client = _ca.Issue("tokenbroker-client", [], [], server: false);
+        _group = await RedisSentinelGroup.StartAsync(tls: new RedisTlsFiles(node.CertFile, node.KeyFile, _ca.CertificateFile, _client.CertFile, _client.KeyFile));
+    }
+
+    [OneTimeTearDown]
+    public async Task StopGroup()
+    {
+        if (_group is not null)
+        {
+            await _group.DisposeAsync();
+        }
+
+        _pki?.Dispose();
+    }
+
+    private Task<RedisStateStore> ConnectAsync(bool clientCertificate) =>
+        SentinelStores.ConnectAsync(_group, o =>
+        {
+            o.Ssl = true; // SentinelSsl follows it
+            o.CaCertificateFile = _ca.CertificateFile;
+            o.ConnectTimeout = TimeSpan.FromSeconds(1);
+            if (clientCertificate)
+            {
+                o.ClientCertificateFile = _client.CertFile;
+                o.ClientKeyFile = _client.KeyFile;
+            }
+        });
+
+    [Test]
+    public async Task ThroughATlsSentinel_TheStoreFindsTheMaster_AndWritesToItOverTls()
+    {
+        using var store = await ConnectAsync(clientCertificate: true);
+        var key = StateStoreContract.ReplayKey("sentinel-tls");
+        var record = StateStoreContract.Record(key);
+
+        // The first check may still be under way right after start-up; the store answers once it found the master.
+        await RedisSentinelGroup.WaitAsync(
+            async () =>
+            {
+                try
+                {
+                    return await store.PingAsync(CancellationToken.None);
+                }
+                catch (StateUnavailableException)
+                {
+                    return false;
+                }
+            },
+            "the store found no master through the TLS Sentinel");
+
+        Assert.That(await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), record, CancellationToken.None), Is.True);
+        Assert.That(store.DirectConnection, Is.Not.Null.And.Property(nameof(RespPipe.IsTls)).True);
+        Assert.That((await _group.Master.CliAsync("exists", store.ReplayKey(key))).Trim(), Is.EqualTo("1"));
+        Assert.That(await _group.Master.CliAsync("client", "list"), Does.Contain("name=tokenbroker:exchange ").And.Contain("name=tokenbroker "));
+        Assert.That((await store.GetIssuedAsync(record.Jti, CancellationToken.None))?.Subject, Is.EqualTo(record.Subject));
+    }
+
+    [Test]
+    public async Task ThroughATlsSentinel_WithoutAClientCertificate_TheStoreFailsClosed()
+    {
+        using var store = await ConnectAsync(clientCertificate: false);
+        var key = StateStoreContract.ReplayKey("sentinel-no-cert");
+
+        Assert.That(async () => await store.PingAsync(CancellationToken.None), Throws.InstanceOf<StateUnavailableException>());
+        Assert.That(async () => await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), StateStoreContract.Record(key), CancellationToken.None), Throws.InstanceOf<StateUnavailableException>());
+        Assert.That(store.DirectConnection, Is.Null);
+    }
+}
