@@ -6,7 +6,7 @@ namespace TokenBroker.Testing;
 
 /// <summary>
 /// A throw-away PKI for TLS tests, written as PEM files into a temporary directory: CAs, and server and client
-/// certificates they issue (ECDSA P-256, valid from an hour ago for a day).
+/// certificates they issue (ECDSA P-256; leaves valid from an hour ago for a day unless made expired, CAs a little longer).
 /// </summary>
 internal sealed class TestPki : IDisposable
 {
@@ -25,7 +25,7 @@ internal sealed class TestPki : IDisposable
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
-        var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1));
+        var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-3), DateTimeOffset.UtcNow.AddDays(2));
         var path = Path.Combine(Directory, name + ".crt");
         File.WriteAllText(path, certificate.ExportCertificatePem());
         return new TestCa(certificate, path, this);
@@ -42,9 +42,28 @@ internal sealed class TestPki : IDisposable
         }
     }
 
-    internal sealed class TestCa(X509Certificate2 certificate, string certificateFile, TestPki pki)
+    internal sealed class TestCa(X509Certificate2 certificate, string certificateFile, TestPki pki, string chainPem = "")
     {
         public X509Certificate2 Certificate { get; } = certificate;
+
+        /// <summary>
+        /// An intermediate CA issued by this one; the certificates it issues are written followed by its own
+        /// certificate (and those of the CAs above it, up to the root, which is left out), as servers send them.
+        /// </summary>
+        public TestCa IssueIntermediate(string name)
+        {
+            var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
+            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+            request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+            request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+            request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Certificate, true, false));
+            using var issued = request.Create(Certificate, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1), Serial());
+            var certificate = issued.CopyWithPrivateKey(key);
+            var path = Path.Combine(pki.Directory, name + ".crt");
+            File.WriteAllText(path, certificate.ExportCertificatePem());
+            return new TestCa(certificate, path, pki, certificate.ExportCertificatePem() + "\n" + chainPem);
+        }
 
         /// <summary>The CA certificate as PEM.</summary>
         public string CertificateFile { get; } = certificateFile;
@@ -54,7 +73,7 @@ internal sealed class TestPki : IDisposable
         /// client authentication, as Redis uses one certificate for both on replication links), written to
         /// <c>NAME.crt</c> and <c>NAME.key</c>.
         /// </summary>
-        public (string CertFile, string KeyFile) Issue(string name, string[] dnsNames, IPAddress[] addresses, bool server = true, bool client = true)
+        public (string CertFile, string KeyFile) Issue(string name, string[] dnsNames, IPAddress[] addresses, bool server = true, bool client = true, bool expired = false)
         {
             using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
             var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
@@ -89,14 +108,20 @@ internal sealed class TestPki : IDisposable
             }
 
             request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Certificate, true, false));
-            var serial = RandomNumberGenerator.GetBytes(16);
-            serial[0] &= 0x7f;
-            using var issued = request.Create(Certificate, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1), serial);
+            var (notBefore, notAfter) = expired ? (DateTimeOffset.UtcNow.AddDays(-2), DateTimeOffset.UtcNow.AddHours(-2)) : (DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1));
+            using var issued = request.Create(Certificate, notBefore, notAfter, Serial());
             var certFile = Path.Combine(pki.Directory, name + ".crt");
             var keyFile = Path.Combine(pki.Directory, name + ".key");
-            File.WriteAllText(certFile, issued.ExportCertificatePem());
+            File.WriteAllText(certFile, issued.ExportCertificatePem() + "\n" + chainPem);
             File.WriteAllText(keyFile, key.ExportPkcs8PrivateKeyPem());
             return (certFile, keyFile);
+        }
+
+        private static byte[] Serial()
+        {
+            var serial = RandomNumberGenerator.GetBytes(16);
+            serial[0] &= 0x7f;
+            return serial;
         }
     }
 }

@@ -25,6 +25,8 @@ public sealed class RedisTlsTests
     private RedisServer _mutual = null!;
     private RedisServer _fromOtherCa = null!;
     private RedisServer _otherName = null!;
+    private RedisServer _viaIntermediate = null!;
+    private RedisServer _expired = null!;
 
     [OneTimeSetUp]
     public async Task StartServers()
@@ -36,6 +38,8 @@ public sealed class RedisTlsTests
         var server = _ca.Issue("redis", ["localhost"], [IPAddress.Loopback]);
         var foreign = _otherCa.Issue("redis-foreign", ["localhost"], [IPAddress.Loopback]);
         var misnamed = _ca.Issue("redis-misnamed", ["other.example"], []);
+        var expired = _ca.Issue("redis-expired", ["localhost"], [IPAddress.Loopback], expired: true);
+        var intermediate = _ca.IssueIntermediate("redis-intermediate").Issue("redis-via-intermediate", ["localhost"], [IPAddress.Loopback]);
         _client = _ca.Issue("tokenbroker-client", [], [], server: false);
 
         RedisTlsFiles Files((string CertFile, string KeyFile) cert, string? cliCa = null) =>
@@ -45,12 +49,14 @@ public sealed class RedisTlsTests
         _mutual = await RedisServer.StartTlsAsync(Files(server), authClients: true);
         _fromOtherCa = await RedisServer.StartTlsAsync(Files(foreign, _otherCa.CertificateFile), authClients: false);
         _otherName = await RedisServer.StartTlsAsync(Files(misnamed), authClients: false);
+        _viaIntermediate = await RedisServer.StartTlsAsync(Files(intermediate), authClients: false);
+        _expired = await RedisServer.StartTlsAsync(Files(expired), authClients: false);
     }
 
     [OneTimeTearDown]
     public async Task StopServers()
     {
-        foreach (var server in new[] { _oneWay, _mutual, _fromOtherCa, _otherName })
+        foreach (var server in new[] { _oneWay, _mutual, _fromOtherCa, _otherName, _viaIntermediate, _expired })
         {
             if (server is not null)
             {
@@ -149,17 +155,35 @@ public sealed class RedisTlsTests
         Assert.That((await _mutual.CliAsync("dbsize")).Trim(), Is.EqualTo("0"), "nothing was written");
     }
 
+    [Test]
+    public async Task AServerCertificateFromAnIntermediateCa_ThatTheServerSends_BuildsToThePinnedRoot()
+    {
+        // The CA file holds the root only; the server sends its certificate followed by the intermediate.
+        using var store = await ConnectAsync(_viaIntermediate, clientCertificate: false);
+        var key = StateStoreContract.ReplayKey("intermediate");
+
+        Assert.That(await store.PingAsync(CancellationToken.None), Is.True);
+        Assert.That(await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), StateStoreContract.Record(key), CancellationToken.None), Is.True);
+        Assert.That(store.DirectConnection, Is.Not.Null.And.Property(nameof(RespPipe.IsTls)).True);
+    }
+
     public static IEnumerable<TestCaseData> UntrustedServers()
     {
         yield return new TestCaseData("fromOtherCa", "").SetName("AServerCertificateFromAnotherCa_WithOurCaPinned_FailsClosed");
         yield return new TestCaseData("fromOtherCa", null).SetName("AServerCertificateFromAPrivateCa_WithTheSystemStore_FailsClosed");
         yield return new TestCaseData("otherName", "").SetName("AServerCertificateForAnotherName_FromThePinnedCa_FailsClosed");
+        yield return new TestCaseData("expired", "").SetName("AnExpiredServerCertificate_FromThePinnedCa_FailsClosed");
     }
 
     [TestCaseSource(nameof(UntrustedServers))]
     public async Task AnUntrustedServer_IsNeverUsed(string which, string? caFile)
     {
-        var server = which == "otherName" ? _otherName : _fromOtherCa;
+        var server = which switch
+        {
+            "otherName" => _otherName,
+            "expired" => _expired,
+            _ => _fromOtherCa,
+        };
         using var store = await ConnectAsync(server, clientCertificate: true, caFile);
         var key = StateStoreContract.ReplayKey("untrusted");
 
@@ -170,7 +194,9 @@ public sealed class RedisTlsTests
 
         using var tls = Tls(caFile == "" ? _ca.CertificateFile : caFile, clientCertificate: true);
         Assert.That(async () => (await ConnectPipeAsync(server, tls)).Dispose(), Throws.InstanceOf<AuthenticationException>());
-        Assert.That((await server.CliAsync("dbsize")).Trim(), Is.EqualTo("0"), "nothing was written");
+
+        // redis-cli refuses the expired certificate too; this check is about the server's data, not its certificate.
+        Assert.That((await server.CliAsync("--insecure", "dbsize")).Trim(), Is.EqualTo("0"), "nothing was written");
     }
 
     [Test]
