@@ -200,7 +200,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     public static async Task<RedisStateStore> ConnectAsync(RedisStateOptions options, TimeProvider time, ILogger logger)
     {
         // One TLS policy (trust, client certificate) for every connection that uses TLS; the files are read once, here.
-        var tls = options.Ssl || options.SentinelSsl == true ? RedisTls.Create(options) : null;
+        var tls = options.Ssl || options.SentinelSsl == true ? RedisTls.Create(options, logger) : null;
         if (options.Sentinels.Count > 0)
         {
             var store = new RedisStateStore(null, options, tls, time, logger);

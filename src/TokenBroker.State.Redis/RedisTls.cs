@@ -1,6 +1,7 @@
 using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace TokenBroker.State.Redis;
@@ -16,7 +17,7 @@ namespace TokenBroker.State.Redis;
 /// Revocation is not checked (private CAs rarely publish CRLs or OCSP; SslStream does not check by default either).
 /// </para>
 /// </summary>
-internal sealed class RedisTls : IDisposable
+internal sealed partial class RedisTls : IDisposable
 {
     // A CA bundle or a certificate and its key are a few kilobytes; the limit comes before reading and parsing.
     private const long MaxPemBytes = 1024 * 1024;
@@ -26,10 +27,12 @@ internal sealed class RedisTls : IDisposable
     private readonly X509Certificate2Collection? _roots;
     private readonly HashSet<string>? _rootThumbprints;
     private readonly X509Certificate2? _clientCertificate;
+    private readonly ILogger _logger;
 
-    private RedisTls(X509Certificate2Collection? roots, X509Certificate2? clientCertificate)
+    private RedisTls(X509Certificate2Collection? roots, X509Certificate2? clientCertificate, ILogger logger)
     {
         _roots = roots;
+        _logger = logger;
         _rootThumbprints = roots?.Select(r => r.GetCertHashString(HashAlgorithmName.SHA256)).ToHashSet(StringComparer.Ordinal);
         _clientCertificate = clientCertificate;
     }
@@ -40,10 +43,14 @@ internal sealed class RedisTls : IDisposable
     /// <summary>Whether a custom CA replaces the system store.</summary>
     public bool HasCustomRoots => _roots is not null;
 
-    /// <summary>Loads the CA and client certificate files named in <paramref name="options"/> (throws when one is unusable).</summary>
-    public static RedisTls Create(RedisStateOptions options) => new(
+    /// <summary>
+    /// Loads the CA and client certificate files named in <paramref name="options"/> (throws when one is unusable);
+    /// refused server certificates are logged to <paramref name="logger"/> with the reason.
+    /// </summary>
+    public static RedisTls Create(RedisStateOptions options, ILogger logger) => new(
         options.CaCertificateFile is { } ca ? LoadRoots(ca) : null,
-        options.ClientCertificateFile is { } cert && options.ClientKeyFile is { } key ? LoadClientCertificate(cert, key) : null);
+        options.ClientCertificateFile is { } cert && options.ClientKeyFile is { } key ? LoadClientCertificate(cert, key) : null,
+        logger);
 
     /// <summary>The problems with the TLS files named in <paramref name="options"/>, as configuration errors; none when they load.</summary>
     public static List<string> FileErrors(RedisStateOptions options, string prefix)
@@ -83,15 +90,32 @@ internal sealed class RedisTls : IDisposable
     /// <summary>The server certificate check of every Redis connection (SslStream's callback).</summary>
     public bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
-        // Fail closed: no certificate, or one for another name, is never accepted, whatever the trust.
-        if (certificate is null || (errors & (SslPolicyErrors.RemoteCertificateNotAvailable | SslPolicyErrors.RemoteCertificateNameMismatch)) != 0)
+        var reason = Refusal(certificate, chain, errors);
+        if (reason is not null)
         {
-            return false;
+            Log.CertificateRefused(_logger, (sender as SslStream)?.TargetHostName ?? "?", certificate?.Subject ?? "none", certificate?.Issuer ?? "none", reason);
+        }
+
+        return reason is null;
+    }
+
+    /// <summary>Why the certificate is refused, or null when it is accepted.</summary>
+    private string? Refusal(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    {
+        // Fail closed: no certificate, or one for another name, is never accepted, whatever the trust.
+        if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0)
+        {
+            return "no certificate";
+        }
+
+        if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+        {
+            return "it is not valid for the host name or address connected to";
         }
 
         if (_roots is null)
         {
-            return errors == SslPolicyErrors.None;
+            return errors == SslPolicyErrors.None ? null : "its chain does not build to a root of the system store: " + Statuses(chain);
         }
 
         // SslStream built its chain against the system store; build it again against the configured roots only,
@@ -110,13 +134,21 @@ internal sealed class RedisTls : IDisposable
 
         if (!custom.Build(leaf))
         {
-            return false; // any status at all (expired, wrong usage, unknown root, ...) rejects
+            // Any status at all (expired, wrong usage, unknown root, ...) refuses.
+            return "its chain does not build to a root of CaCertificateFile: " + Statuses(custom);
         }
 
         // The anchor must be one of ours (CustomRootTrust already ensures it; checked again, cheaply).
         var elements = custom.ChainElements;
-        return elements.Count > 0 && _rootThumbprints!.Contains(elements[elements.Count - 1].Certificate.GetCertHashString(HashAlgorithmName.SHA256));
+        return elements.Count > 0 && _rootThumbprints!.Contains(elements[elements.Count - 1].Certificate.GetCertHashString(HashAlgorithmName.SHA256))
+            ? null
+            : "its chain ends outside CaCertificateFile";
     }
+
+    private static string Statuses(X509Chain? chain) =>
+        chain is null || chain.ChainStatus.Length == 0
+            ? "no chain"
+            : string.Join("; ", chain.ChainStatus.Select(s => $"{s.Status}: {s.StatusInformation.Trim()}").Distinct(StringComparer.Ordinal));
 
     /// <summary>The client certificate for SslStream's selection callback (null: none, also when one was not asked for).</summary>
     public X509Certificate? SelectClientCertificate(object sender, string targetHost, X509CertificateCollection localCertificates, X509Certificate? remoteCertificate, string[] acceptableIssuers) =>
@@ -214,4 +246,10 @@ internal sealed class RedisTls : IDisposable
 
     private static bool IsLoadFailure(Exception e) =>
         e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException;
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 3008, Level = LogLevel.Warning, Message = "Redis TLS: refused the certificate of {Host} (subject '{Subject}', issuer '{Issuer}'): {Reason}; the connection fails closed")]
+        public static partial void CertificateRefused(ILogger logger, string host, string subject, string issuer, string reason);
+    }
 }

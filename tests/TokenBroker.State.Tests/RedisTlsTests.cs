@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using TokenBroker.State.Redis;
 using TokenBroker.Testing;
 
@@ -81,13 +83,15 @@ public sealed class RedisTlsTests
             }
         });
 
-    private RedisTls Tls(string? caFile, bool clientCertificate) => RedisTls.Create(new RedisStateOptions
-    {
-        Ssl = true,
-        CaCertificateFile = caFile,
-        ClientCertificateFile = clientCertificate ? _client.CertFile : null,
-        ClientKeyFile = clientCertificate ? _client.KeyFile : null,
-    });
+    private RedisTls Tls(string? caFile, bool clientCertificate, ILogger? logger = null) => RedisTls.Create(
+        new RedisStateOptions
+        {
+            Ssl = true,
+            CaCertificateFile = caFile,
+            ClientCertificateFile = clientCertificate ? _client.CertFile : null,
+            ClientKeyFile = clientCertificate ? _client.KeyFile : null,
+        },
+        logger ?? NullLogger.Instance);
 
     private static Task<RespPipe> ConnectPipeAsync(RedisServer server, RedisTls tls) =>
         RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(server.EndPoint), null, tls, "tokenbroker:tls-test", TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(5));
@@ -169,14 +173,14 @@ public sealed class RedisTlsTests
 
     public static IEnumerable<TestCaseData> UntrustedServers()
     {
-        yield return new TestCaseData("fromOtherCa", "").SetName("AServerCertificateFromAnotherCa_WithOurCaPinned_FailsClosed");
-        yield return new TestCaseData("fromOtherCa", null).SetName("AServerCertificateFromAPrivateCa_WithTheSystemStore_FailsClosed");
-        yield return new TestCaseData("otherName", "").SetName("AServerCertificateForAnotherName_FromThePinnedCa_FailsClosed");
-        yield return new TestCaseData("expired", "").SetName("AnExpiredServerCertificate_FromThePinnedCa_FailsClosed");
+        yield return new TestCaseData("fromOtherCa", "", "does not build to a root of CaCertificateFile: PartialChain").SetName("AServerCertificateFromAnotherCa_WithOurCaPinned_FailsClosed");
+        yield return new TestCaseData("fromOtherCa", null, "does not build to a root of the system store: PartialChain").SetName("AServerCertificateFromAPrivateCa_WithTheSystemStore_FailsClosed");
+        yield return new TestCaseData("otherName", "", "not valid for the host name or address").SetName("AServerCertificateForAnotherName_FromThePinnedCa_FailsClosed");
+        yield return new TestCaseData("expired", "", "does not build to a root of CaCertificateFile: NotTimeValid").SetName("AnExpiredServerCertificate_FromThePinnedCa_FailsClosed");
     }
 
     [TestCaseSource(nameof(UntrustedServers))]
-    public async Task AnUntrustedServer_IsNeverUsed(string which, string? caFile)
+    public async Task AnUntrustedServer_IsNeverUsed(string which, string? caFile, string loggedReason)
     {
         var server = which switch
         {
@@ -192,8 +196,10 @@ public sealed class RedisTlsTests
         Assert.That(async () => await store.GetIssuedAsync(StateStoreContract.Jti(key), CancellationToken.None), Throws.InstanceOf<StateUnavailableException>());
         Assert.That(store.DirectConnection, Is.Null);
 
-        using var tls = Tls(caFile == "" ? _ca.CertificateFile : caFile, clientCertificate: true);
+        var logger = new CapturingLogger();
+        using var tls = Tls(caFile == "" ? _ca.CertificateFile : caFile, clientCertificate: true, logger);
         Assert.That(async () => (await ConnectPipeAsync(server, tls)).Dispose(), Throws.InstanceOf<AuthenticationException>());
+        Assert.That(logger.Lines, Has.Some.Contains("3008 Redis TLS: refused the certificate of 127.0.0.1").And.Contains(loggedReason));
 
         // redis-cli refuses the expired certificate too; this check is about the server's data, not its certificate.
         Assert.That((await server.CliAsync("--insecure", "dbsize")).Trim(), Is.EqualTo("0"), "nothing was written");
@@ -313,5 +319,35 @@ public sealed class RedisSentinelTlsTests
         Assert.That(async () => await store.PingAsync(CancellationToken.None), Throws.InstanceOf<StateUnavailableException>());
         Assert.That(async () => await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), StateStoreContract.Record(key), CancellationToken.None), Throws.InstanceOf<StateUnavailableException>());
         Assert.That(store.DirectConnection, Is.Null);
+    }
+}
+
+/// <summary>Keeps every log line as "event-id message".</summary>
+internal sealed class CapturingLogger : ILogger
+{
+    private readonly List<string> _lines = [];
+
+    public IReadOnlyList<string> Lines
+    {
+        get
+        {
+            lock (_lines)
+            {
+                return [.. _lines];
+            }
+        }
+    }
+
+    public IDisposable? BeginScope<TState>(TState state)
+        where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => true;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        lock (_lines)
+        {
+            _lines.Add($"{eventId.Id} {formatter(state, exception)}");
+        }
     }
 }
