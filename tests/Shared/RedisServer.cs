@@ -301,18 +301,22 @@ internal sealed class RedisCluster : IAsyncDisposable
 
     public IReadOnlyList<RedisServer> Nodes { get; }
 
-    public static async Task<RedisCluster> StartAsync()
+    /// <summary>Starts the cluster; with <paramref name="tls"/>, on TLS ports only (the cluster bus too), with client certificates required.</summary>
+    public static async Task<RedisCluster> StartAsync(RedisTlsFiles? tls = null)
     {
         RedisServer.RequireRedis();
         var nodes = new List<RedisServer>();
         foreach (var _ in Enumerable.Range(0, 3))
         {
             // Each node gets its own directory, so each writes its own nodes.conf.
-            nodes.Add(await RedisServer.StartAsync("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"));
+            string[] args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"];
+            nodes.Add(await (tls is null ? RedisServer.StartAsync(args) : RedisServer.StartTlsAsync(tls, authClients: true, [.. args, "--tls-cluster", "yes", "--tls-replication", "yes"])));
         }
 
         var cluster = new RedisCluster(nodes);
-        var created = await RedisServer.RunAsync("redis-cli", ["--cluster", "create", .. nodes.Select(n => n.EndPoint), "--cluster-replicas", "0", "--cluster-yes"]);
+        var created = tls is null
+            ? await RedisServer.RunAsync("redis-cli", ["--cluster", "create", .. nodes.Select(n => n.EndPoint), "--cluster-replicas", "0", "--cluster-yes"])
+            : await nodes[0].CliAsync(["--cluster", "create", .. nodes.Select(n => n.EndPoint), "--cluster-replicas", "0", "--cluster-yes"]);
         if (!created.Contains("All 16384 slots covered", StringComparison.Ordinal))
         {
             await cluster.DisposeAsync();

@@ -351,3 +351,45 @@ internal sealed class CapturingLogger : ILogger
         }
     }
 }
+
+/// <summary>
+/// A three-master Redis Cluster on TLS ports only (cluster bus too) with client certificates required: the store
+/// follows the cluster's topology and redirections over TLS, with the CA pinned, to every master.
+/// </summary>
+[TestFixture]
+public sealed class RedisClusterTlsTests
+{
+    [Test]
+    public async Task OnATlsCluster_TheStoreWritesToEveryMasterOverTls()
+    {
+        RedisServer.RequireRedis();
+        using var pki = new TestPki();
+        var ca = pki.CreateCa("cluster-ca");
+        var node = ca.Issue("node", ["localhost"], [IPAddress.Loopback]);
+        var client = ca.Issue("tokenbroker-client", [], [], server: false);
+        await using var cluster = await RedisCluster.StartAsync(new RedisTlsFiles(node.CertFile, node.KeyFile, ca.CertificateFile, client.CertFile, client.KeyFile));
+        using var store = await RedisStores.ConnectAsync([cluster.Nodes[0].EndPoint], o =>
+        {
+            o.Ssl = true;
+            o.CaCertificateFile = ca.CertificateFile;
+            o.ClientCertificateFile = client.CertFile;
+            o.ClientKeyFile = client.KeyFile;
+        });
+
+        for (var i = 0; i < 24; i++)
+        {
+            var key = StateStoreContract.ReplayKey("cluster-tls" + i);
+            var record = StateStoreContract.Record(key);
+            Assert.That(await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), record, CancellationToken.None), Is.True);
+            Assert.That((await store.GetIssuedAsync(record.Jti, CancellationToken.None))?.Jti, Is.EqualTo(record.Jti));
+        }
+
+        // Each master answers SCAN for its own slots only: all three took writes, so the store reached each over TLS.
+        foreach (var master in cluster.Nodes)
+        {
+            Assert.That(await master.CliAsync("--scan", "--pattern", "*:t:*"), Does.Contain(":t:"), master.EndPoint);
+        }
+
+        Assert.That(store.DirectConnection, Is.Null, "on a Cluster the write goes through SE.Redis");
+    }
+}
