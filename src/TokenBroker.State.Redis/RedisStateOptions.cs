@@ -41,6 +41,24 @@ public sealed class RedisStateOptions
     /// <summary>Connect to the Redis data nodes with TLS. Default: false.</summary>
     public bool Ssl { get; set; }
 
+    /// <summary>
+    /// Path of a PEM file of one or more CA certificates. When set, the certificate chain of every Redis node (and
+    /// Sentinel) reached over TLS must build to one of these roots only, and the system store is not consulted; the
+    /// certificate must still be valid for the host name or IP address connected to. Only with <see cref="Ssl"/> or
+    /// <see cref="SentinelSsl"/>; read at start (a restart picks up a new file). Default: none (the system store).
+    /// </summary>
+    public string? CaCertificateFile { get; set; }
+
+    /// <summary>
+    /// Path of a PEM certificate presented to Redis over TLS (mutual TLS, Redis's <c>tls-auth-clients yes</c>),
+    /// to the data nodes and to Sentinels reached over TLS. Requires <see cref="ClientKeyFile"/>; only with
+    /// <see cref="Ssl"/> or <see cref="SentinelSsl"/>; read at start. Default: none (no client certificate).
+    /// </summary>
+    public string? ClientCertificateFile { get; set; }
+
+    /// <summary>Path of the PEM private key of <see cref="ClientCertificateFile"/> (unencrypted PKCS#8, PKCS#1 or SEC1). Required with it, not allowed without. Default: none.</summary>
+    public string? ClientKeyFile { get; set; }
+
     /// <summary>Prefix of every key and channel, so several brokers can share one Redis. 1 to 32 characters of <c>[A-Za-z0-9:_-]</c>. Default: <c>tb:</c>.</summary>
     public string KeyPrefix { get; set; } = "tb:";
 

@@ -128,6 +128,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     private SentinelMaster? _sentinel;
     private long _highestBlockVersion;
     private readonly RedisStateOptions _options;
+    private readonly RedisTls? _tls;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     // _breaker is the circuit breaker alone; _pipeline is the breaker plus Polly's per-call timeout. Operations
@@ -152,10 +153,11 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     private long _pipeRetryAt;
     private bool _disposed;
 
-    private RedisStateStore(ConnectionMultiplexer? redis, RedisStateOptions options, TimeProvider time, ILogger logger)
+    private RedisStateStore(ConnectionMultiplexer? redis, RedisStateOptions options, RedisTls? tls, TimeProvider time, ILogger logger)
     {
         _redis = redis;
         _options = options;
+        _tls = tls;
         _time = time;
         _logger = logger;
         _blocksKey = options.KeyPrefix + "blocks";
@@ -202,14 +204,17 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
     /// </summary>
     public static async Task<RedisStateStore> ConnectAsync(RedisStateOptions options, TimeProvider time, ILogger logger)
     {
+        // One TLS policy (trust, client certificate) for every connection that uses TLS; the files are read once, here.
+        var tls = options.Ssl || options.SentinelSsl == true ? RedisTls.Create(options, logger) : null;
         if (options.Sentinels.Count > 0)
         {
-            var store = new RedisStateStore(null, options, time, logger);
+            var store = new RedisStateStore(null, options, tls, time, logger);
             store._sentinel = await SentinelMaster.StartAsync(
                 options,
+                tls,
                 async endpoint =>
                 {
-                    var connection = await ConnectionMultiplexer.ConnectAsync(DataConfiguration(options, [endpoint])).ConfigureAwait(false);
+                    var connection = await ConnectionMultiplexer.ConnectAsync(DataConfiguration(options, tls, [endpoint])).ConfigureAwait(false);
                     store.Watch(connection);
                     return connection;
                 },
@@ -221,14 +226,14 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             return store;
         }
 
-        var redis = await ConnectionMultiplexer.ConnectAsync(DataConfiguration(options, options.Endpoints.Select(e => ParseEndPoint(e)))).ConfigureAwait(false);
-        var fixedStore = new RedisStateStore(redis, options, time, logger);
+        var redis = await ConnectionMultiplexer.ConnectAsync(DataConfiguration(options, tls, options.Endpoints.Select(e => ParseEndPoint(e)))).ConfigureAwait(false);
+        var fixedStore = new RedisStateStore(redis, options, tls, time, logger);
         await fixedStore.SubscribeAsync(redis).ConfigureAwait(false);
         await fixedStore.OpenPipeAsync().ConfigureAwait(false);
         return fixedStore;
     }
 
-    private static ConfigurationOptions DataConfiguration(RedisStateOptions options, IEnumerable<EndPoint> endpoints)
+    private static ConfigurationOptions DataConfiguration(RedisStateOptions options, RedisTls? tls, IEnumerable<EndPoint> endpoints)
     {
         var config = new ConfigurationOptions
         {
@@ -242,6 +247,11 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             Password = options.Password,
             Ssl = options.Ssl,
         };
+        if (options.Ssl)
+        {
+            tls!.Apply(config);
+        }
+
         foreach (var endpoint in endpoints)
         {
             config.EndPoints.Add(endpoint);
@@ -249,6 +259,13 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
         return config;
     }
+
+    /// <summary>
+    /// Loads the TLS files the options name (<see cref="RedisStateOptions.CaCertificateFile"/>, the client certificate
+    /// and key) as the store would, and returns what is wrong with them as configuration errors, each starting with
+    /// <paramref name="prefix"/>; empty when they are usable.
+    /// </summary>
+    public static IReadOnlyList<string> TlsFileErrors(RedisStateOptions options, string prefix) => RedisTls.FileErrors(options, prefix);
 
     /// <summary>Parses <c>host:port</c> (an IP literal or a name); the port defaults to <paramref name="defaultPort"/>.</summary>
     public static EndPoint ParseEndPoint(string value, int defaultPort = 6379)
@@ -475,7 +492,7 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
             await Task.Yield(); // the caller holds _pipeLock
             try
             {
-                var pipe = await RespPipe.ConnectAsync(node, _options.Password, _options.Ssl, "tokenbroker:exchange", _options.ConnectTimeout, StaleAfter(_options), _options.OperationTimeout).ConfigureAwait(false);
+                var pipe = await RespPipe.ConnectAsync(node, _options.Password, _options.Ssl ? _tls : null, "tokenbroker:exchange", _options.ConnectTimeout, StaleAfter(_options), _options.OperationTimeout).ConfigureAwait(false);
                 lock (_pipeLock)
                 {
                     if (_disposed)
@@ -743,7 +760,11 @@ public sealed partial class RedisStateStore : IStateStore, IDisposable
 
         _redis?.Dispose();
         _sentinel?.Dispose();
+        _tls?.Dispose();
     }
+
+    /// <summary>The exchange's direct connection as it is now (tests check where the write went), or null.</summary>
+    internal RespPipe? DirectConnection => Volatile.Read(ref _pipe);
 
     /// <summary>The data connection operations go to; with Sentinels, only a checked master.</summary>
     private ConnectionMultiplexer Connection()

@@ -102,16 +102,20 @@ internal sealed class RespPipe : IDisposable
     /// <summary>Why the connection broke, or null while it works.</summary>
     public Exception? Broken => Volatile.Read(ref _broken);
 
+    /// <summary>Whether the connection runs over TLS.</summary>
+    public bool IsTls => _stream is SslStream;
+
     /// <summary>The node this pipe was opened to, as configured (a name stays a name).</summary>
     public EndPoint EndPoint { get; }
 
     /// <summary>
-    /// Connects (with TLS when <paramref name="ssl"/>, validating the node's certificate for its host name or
-    /// address), authenticates when there is a password, names the client, and starts the receive loop. With an
-    /// <paramref name="answerTimeout"/>, a command left unanswered that long fails with <see cref="TimeoutException"/>
-    /// (it keeps its place in the queue, so the replies after it still reach their callers).
+    /// Connects (with TLS when <paramref name="tls"/> is set, validating the node's certificate for its host name or
+    /// address by <see cref="RedisTls"/>'s policy), authenticates when there is a password, names the client, and
+    /// starts the receive loop. With an <paramref name="answerTimeout"/>, a command left unanswered that long fails
+    /// with <see cref="TimeoutException"/> (it keeps its place in the queue, so the replies after it still reach
+    /// their callers).
     /// </summary>
-    public static async Task<RespPipe> ConnectAsync(EndPoint endPoint, string? password, bool ssl, string clientName, TimeSpan connectTimeout, TimeSpan staleAfter, TimeSpan? answerTimeout = null)
+    public static async Task<RespPipe> ConnectAsync(EndPoint endPoint, string? password, RedisTls? tls, string clientName, TimeSpan connectTimeout, TimeSpan staleAfter, TimeSpan? answerTimeout = null)
     {
         using var deadline = new CancellationTokenSource(connectTimeout);
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -122,17 +126,17 @@ internal sealed class RespPipe : IDisposable
             socket.SendTimeout = (int)Math.Max(1, staleAfter.TotalMilliseconds);
             await socket.ConnectAsync(endPoint, deadline.Token).ConfigureAwait(false);
             stream = new NetworkStream(socket, ownsSocket: false);
-            if (ssl)
+            if (tls is not null)
             {
-                var tls = new SslStream(stream, leaveInnerStreamOpen: false);
-                stream = tls;
+                var secure = new SslStream(stream, leaveInnerStreamOpen: false);
+                stream = secure;
                 var host = endPoint switch
                 {
                     DnsEndPoint dns => dns.Host,
                     IPEndPoint ip => ip.Address.ToString(),
                     _ => throw new ArgumentException("a Redis node is a host name or an IP address", nameof(endPoint)),
                 };
-                await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = host }, deadline.Token).ConfigureAwait(false);
+                await secure.AuthenticateAsClientAsync(tls.ClientOptions(host), deadline.Token).ConfigureAwait(false);
             }
 
             var pipe = new RespPipe(socket, stream, endPoint, staleAfter, answerTimeout);

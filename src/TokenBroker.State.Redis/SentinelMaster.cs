@@ -72,6 +72,7 @@ internal sealed partial class SentinelMaster : IDisposable
     /// makes one attempt to find the master before returning.
     /// </summary>
     /// <param name="options">The store's options (Sentinels, service name, timeouts).</param>
+    /// <param name="tls">The TLS policy, used when the Sentinels are reached over TLS (<see cref="RedisStateOptions.SentinelSsl"/>).</param>
     /// <param name="connectData">Opens a data connection to one node.</param>
     /// <param name="prepare">Runs on a new data connection to a checked master before it is handed out (subscriptions).</param>
     /// <param name="switched">Runs after the store moved to a master (or the same master was checked again after a gap).</param>
@@ -79,12 +80,14 @@ internal sealed partial class SentinelMaster : IDisposable
     /// <param name="logger">Where master changes are logged.</param>
     public static async Task<SentinelMaster> StartAsync(
         RedisStateOptions options,
+        RedisTls? tls,
         Func<EndPoint, Task<ConnectionMultiplexer>> connectData,
         Func<ConnectionMultiplexer, Task> prepare,
         Action switched,
         TimeProvider time,
         ILogger logger)
     {
+        var sentinelSsl = options.SentinelSsl ?? options.Ssl;
         var config = new ConfigurationOptions
         {
             AbortOnConnectFail = false,
@@ -96,8 +99,13 @@ internal sealed partial class SentinelMaster : IDisposable
             KeepAlive = 5,
             ReconnectRetryPolicy = new LinearRetry(500),
             Password = options.SentinelPassword,
-            Ssl = options.SentinelSsl ?? options.Ssl,
+            Ssl = sentinelSsl,
         };
+        if (sentinelSsl)
+        {
+            tls!.Apply(config);
+        }
+
         foreach (var sentinel in options.Sentinels)
         {
             config.EndPoints.Add(RedisStateStore.ParseEndPoint(sentinel, RedisStateStore.DefaultSentinelPort));

@@ -16,14 +16,17 @@ internal sealed class RedisServer : IAsyncDisposable
     private readonly string _directory;
     private readonly string[] _extraArgs;
     private readonly string? _sentinelConfig;
+    private readonly RedisTlsFiles? _tls;
+    private readonly StringBuilder _output = new();
     private Process? _process;
 
-    private RedisServer(int port, string directory, string[] extraArgs, string? sentinelConfig = null)
+    private RedisServer(int port, string directory, string[] extraArgs, string? sentinelConfig = null, RedisTlsFiles? tls = null)
     {
         Port = port;
         _directory = directory;
         _extraArgs = extraArgs;
         _sentinelConfig = sentinelConfig;
+        _tls = tls;
     }
 
     public int Port { get; }
@@ -32,6 +35,22 @@ internal sealed class RedisServer : IAsyncDisposable
 
     /// <summary>The password <see cref="CliAsync"/> authenticates with, for a server started with <c>--requirepass</c>.</summary>
     public string? Password { get; set; }
+
+    /// <summary>
+    /// A server that speaks TLS only (<c>--port 0 --tls-port PORT</c>) with <paramref name="tls"/>'s certificate, and
+    /// requires client certificates issued by its CA when <paramref name="authClients"/>. <see cref="CliAsync"/>
+    /// connects with TLS and the client certificate. Under <c>CI=true</c> a redis-server built without TLS fails the
+    /// test; elsewhere it is ignored with a hint.
+    /// </summary>
+    public static async Task<RedisServer> StartTlsAsync(RedisTlsFiles tls, bool authClients, params string[] extraArgs)
+    {
+        RequireRedis();
+        var directory = Directory.CreateTempSubdirectory("tokenbroker-redis-tls-").FullName;
+        string[] args = ["--tls-cert-file", tls.CertFile, "--tls-key-file", tls.KeyFile, "--tls-ca-cert-file", tls.CaFile, "--tls-auth-clients", authClients ? "yes" : "no", .. extraArgs];
+        var server = new RedisServer(FreePort(), directory, args, tls: tls);
+        await server.StartProcessAsync();
+        return server;
+    }
 
     public static async Task<RedisServer> StartAsync(params string[] extraArgs)
     {
@@ -46,16 +65,29 @@ internal sealed class RedisServer : IAsyncDisposable
     /// A Sentinel (<c>redis-server sentinel.conf --sentinel</c>, which every redis-server binary supports) that
     /// monitors <paramref name="masterEndPoint"/> as <paramref name="serviceName"/> with quorum 1, a 1 s down-after
     /// and a 3 s failover timeout. Its configuration lives in its own temporary directory, since Sentinel rewrites it.
+    /// With <paramref name="tls"/>, it listens on a TLS port only, requires client certificates, and reaches the
+    /// data nodes over TLS with its own certificate.
     /// </summary>
-    public static async Task<RedisServer> StartSentinelAsync(string serviceName, string masterEndPoint, string? password = null, string? masterPassword = null)
+    public static async Task<RedisServer> StartSentinelAsync(string serviceName, string masterEndPoint, string? password = null, string? masterPassword = null, RedisTlsFiles? tls = null)
     {
         RequireRedis();
         var directory = Directory.CreateTempSubdirectory("tokenbroker-sentinel-").FullName;
         var port = FreePort();
         var (host, masterPort) = (masterEndPoint[..masterEndPoint.LastIndexOf(':')], masterEndPoint[(masterEndPoint.LastIndexOf(':') + 1)..]);
         var config = Path.Combine(directory, "sentinel.conf");
+        var listen = tls is null
+            ? $"port {port}"
+            : $"""
+              port 0
+              tls-port {port}
+              tls-cert-file {tls.CertFile}
+              tls-key-file {tls.KeyFile}
+              tls-ca-cert-file {tls.CaFile}
+              tls-auth-clients yes
+              tls-replication yes
+              """;
         await File.WriteAllTextAsync(config, $"""
-            port {port}
+            {listen}
             bind 127.0.0.1
             dir {directory}
             sentinel monitor {serviceName} {host} {masterPort} 1
@@ -65,7 +97,7 @@ internal sealed class RedisServer : IAsyncDisposable
             {(masterPassword is null ? "" : $"sentinel auth-pass {serviceName} {masterPassword}")}
 
             """);
-        var sentinel = new RedisServer(port, directory, [], config) { Password = password };
+        var sentinel = new RedisServer(port, directory, [], config, tls) { Password = password };
         await sentinel.StartProcessAsync();
         return sentinel;
     }
@@ -104,7 +136,11 @@ internal sealed class RedisServer : IAsyncDisposable
     public Task RestartAsync() => StartProcessAsync();
 
     /// <summary>Runs <c>redis-cli -p PORT args...</c> and returns its output.</summary>
-    public Task<string> CliAsync(params string[] args) => RunAsync("redis-cli", ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. (Password is null ? (string[])[] : ["-a", Password, "--no-auth-warning"]), .. args]);
+    public Task<string> CliAsync(params string[] args) => RunAsync("redis-cli", ["-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. (Password is null ? (string[])[] : ["-a", Password, "--no-auth-warning"]), .. TlsCliArgs(), .. args]);
+
+    private string[] TlsCliArgs() => _tls is null
+        ? []
+        : ["--tls", "--cacert", _tls.CliCaFile ?? _tls.CaFile, .. (_tls.ClientCertFile is { } cert && _tls.ClientKeyFile is { } key ? (string[])["--cert", cert, "--key", key] : [])];
 
     public static async Task<string> RunAsync(string file, IEnumerable<string> args)
     {
@@ -130,17 +166,18 @@ internal sealed class RedisServer : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = _directory,
         };
+        var port = Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         string[] args = _sentinelConfig is not null
             ? [_sentinelConfig, "--sentinel"]
-            : ["--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory, "--daemonize", "no", .. _extraArgs];
+            : [.. (_tls is null ? (string[])["--port", port] : ["--port", "0", "--tls-port", port]), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory, "--daemonize", "no", .. _extraArgs];
         foreach (var arg in args)
         {
             info.ArgumentList.Add(arg);
         }
 
         _process = Process.Start(info)!;
-        _process.OutputDataReceived += (_, _) => { };
-        _process.ErrorDataReceived += (_, _) => { };
+        _process.OutputDataReceived += (_, e) => Remember(e.Data);
+        _process.ErrorDataReceived += (_, e) => Remember(e.Data);
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
 
@@ -149,7 +186,25 @@ internal sealed class RedisServer : IAsyncDisposable
         {
             if (_process.HasExited)
             {
-                throw new InvalidOperationException($"redis-server exited with {_process.ExitCode} on port {Port}");
+                await _process.WaitForExitAsync(); // the output is complete
+                string output;
+                lock (_output)
+                {
+                    output = _output.ToString();
+                }
+
+                if (_tls is not null && output.Contains("tls", StringComparison.OrdinalIgnoreCase) && output.Contains("Bad directive", StringComparison.Ordinal))
+                {
+                    const string message = "this redis-server is built without TLS (Debian's redis-server 7 has it; or build with BUILD_TLS=yes)";
+                    if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+                    {
+                        Assert.Fail(message);
+                    }
+
+                    Assert.Ignore(message);
+                }
+
+                throw new InvalidOperationException($"redis-server exited with {_process.ExitCode} on port {Port}: {output}");
             }
 
             if (await PingAsync())
@@ -163,12 +218,34 @@ internal sealed class RedisServer : IAsyncDisposable
         throw new TimeoutException($"redis-server on port {Port} did not answer PING within 10 s");
     }
 
+    private void Remember(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_output)
+        {
+            if (_output.Length < 64 * 1024)
+            {
+                _output.AppendLine(line);
+            }
+        }
+    }
+
     private async Task<bool> PingAsync()
     {
         try
         {
             using var client = new TcpClient();
             await client.ConnectAsync(IPAddress.Loopback, Port);
+            if (_tls is not null)
+            {
+                // A TLS port: listening is as far as a plain-text probe can tell (Redis listens once it is ready).
+                return true;
+            }
+
             var stream = client.GetStream();
             await stream.WriteAsync("PING\r\n"u8.ToArray());
             var buffer = new byte[64];
@@ -210,6 +287,13 @@ internal sealed class RedisServer : IAsyncDisposable
     }
 }
 
+/// <summary>
+/// The PEM files of a TLS <see cref="RedisServer"/>: its certificate and key, the CA its clients' certificates must
+/// come from, and what <c>redis-cli</c> uses (the client certificate, and the CA that issued the server's certificate
+/// when that is not <see cref="CaFile"/>).
+/// </summary>
+internal sealed record RedisTlsFiles(string CertFile, string KeyFile, string CaFile, string? ClientCertFile = null, string? ClientKeyFile = null, string? CliCaFile = null);
+
 /// <summary>Three cluster-enabled masters on loopback, joined with <c>redis-cli --cluster create</c>.</summary>
 internal sealed class RedisCluster : IAsyncDisposable
 {
@@ -217,18 +301,22 @@ internal sealed class RedisCluster : IAsyncDisposable
 
     public IReadOnlyList<RedisServer> Nodes { get; }
 
-    public static async Task<RedisCluster> StartAsync()
+    /// <summary>Starts the cluster; with <paramref name="tls"/>, on TLS ports only (the cluster bus too), with client certificates required.</summary>
+    public static async Task<RedisCluster> StartAsync(RedisTlsFiles? tls = null)
     {
         RedisServer.RequireRedis();
         var nodes = new List<RedisServer>();
         foreach (var _ in Enumerable.Range(0, 3))
         {
             // Each node gets its own directory, so each writes its own nodes.conf.
-            nodes.Add(await RedisServer.StartAsync("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"));
+            string[] args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"];
+            nodes.Add(await (tls is null ? RedisServer.StartAsync(args) : RedisServer.StartTlsAsync(tls, authClients: true, [.. args, "--tls-cluster", "yes", "--tls-replication", "yes"])));
         }
 
         var cluster = new RedisCluster(nodes);
-        var created = await RedisServer.RunAsync("redis-cli", ["--cluster", "create", .. nodes.Select(n => n.EndPoint), "--cluster-replicas", "0", "--cluster-yes"]);
+        var created = tls is null
+            ? await RedisServer.RunAsync("redis-cli", ["--cluster", "create", .. nodes.Select(n => n.EndPoint), "--cluster-replicas", "0", "--cluster-yes"])
+            : await nodes[0].CliAsync(["--cluster", "create", .. nodes.Select(n => n.EndPoint), "--cluster-replicas", "0", "--cluster-yes"]);
         if (!created.Contains("All 16384 slots covered", StringComparison.Ordinal))
         {
             await cluster.DisposeAsync();
@@ -287,15 +375,20 @@ internal sealed class RedisSentinelGroup : IAsyncDisposable
     /// as the master; with <paramref name="writableReplica"/>, the replica accepts local writes, so a test can make it
     /// miss writes as if replication had lagged.
     /// </summary>
-    public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false, bool writableReplica = false, string? dataPassword = null, string? sentinelPassword = null)
+    public static async Task<RedisSentinelGroup> StartAsync(bool monitorReplica = false, bool writableReplica = false, string? dataPassword = null, string? sentinelPassword = null, RedisTlsFiles? tls = null)
     {
         RedisServer.RequireRedis();
         string[] auth = dataPassword is null ? [] : ["--requirepass", dataPassword, "--masterauth", dataPassword];
 
+        // With TLS every node listens on a TLS port only and requires client certificates; replication runs over TLS.
+        Task<RedisServer> Start(string[] args) => tls is null
+            ? RedisServer.StartAsync(args)
+            : RedisServer.StartTlsAsync(tls, authClients: true, [.. args, "--tls-replication", "yes"]);
+
         // No 5 s wait before the first (diskless) full sync of the replica.
-        var master = await RedisServer.StartAsync(["--repl-diskless-sync-delay", "0", .. auth]);
+        var master = await Start(["--repl-diskless-sync-delay", "0", .. auth]);
         master.Password = dataPassword;
-        var replica = await RedisServer.StartAsync(["--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--replica-read-only", writableReplica ? "no" : "yes", .. auth]);
+        var replica = await Start(["--replicaof", "127.0.0.1", master.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--replica-read-only", writableReplica ? "no" : "yes", .. auth]);
         replica.Password = dataPassword;
         RedisServer? sentinel = null;
         try
@@ -303,7 +396,7 @@ internal sealed class RedisSentinelGroup : IAsyncDisposable
             await WaitAsync(async () => (await replica.CliAsync("info", "replication")).Contains("master_link_status:up", StringComparison.Ordinal), "the replica did not sync with the master");
 
             // Started after the replica is in sync, so the Sentinel's first INFO of the master lists the replica.
-            sentinel = await RedisServer.StartSentinelAsync(ServiceName, monitorReplica ? replica.EndPoint : master.EndPoint, sentinelPassword, dataPassword);
+            sentinel = await RedisServer.StartSentinelAsync(ServiceName, monitorReplica ? replica.EndPoint : master.EndPoint, sentinelPassword, dataPassword, tls);
             var group = new RedisSentinelGroup(master, replica, sentinel);
             if (!monitorReplica)
             {

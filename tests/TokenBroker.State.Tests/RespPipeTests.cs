@@ -85,7 +85,7 @@ public sealed class RespPipeTests
     public async Task StopRedis() => await _redis.DisposeAsync();
 
     private static Task<RespPipe> ConnectAsync(EndPoint endPoint, TimeSpan? staleAfter = null) =>
-        RespPipe.ConnectAsync(endPoint, null, false, "tokenbroker:test", TimeSpan.FromSeconds(5), staleAfter ?? TimeSpan.FromSeconds(5));
+        RespPipe.ConnectAsync(endPoint, null, null, "tokenbroker:test", TimeSpan.FromSeconds(5), staleAfter ?? TimeSpan.FromSeconds(5));
 
     [Test]
     public async Task UnderConcurrency_EveryCallerGetsTheRepliesToItsOwnCommands()
@@ -121,10 +121,10 @@ public sealed class RespPipeTests
     {
         await using var locked = await RedisServer.StartAsync("--requirepass", "right-password");
         Assert.That(
-            async () => await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(locked.EndPoint), "wrong-password", false, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5)),
+            async () => await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(locked.EndPoint), "wrong-password", null, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5)),
             Throws.TypeOf<RedisReplyException>().With.Message.Contains("WRONGPASS").Or.Message.Contains("invalid"));
 
-        using var pipe = await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(locked.EndPoint), "right-password", false, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
+        using var pipe = await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(locked.EndPoint), "right-password", null, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
         Assert.That((await pipe.SendAsync([["PING"]]))[0].Text, Is.EqualTo("PONG"));
     }
 
@@ -191,7 +191,7 @@ public sealed class RespPipeTests
     [Test]
     public async Task ACommandUnansweredWithinTheAnswerTimeout_Fails_AndTheRepliesAfterItStillReachTheirCallers()
     {
-        using var pipe = await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(_redis.EndPoint), null, false, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
+        using var pipe = await RespPipe.ConnectAsync(RedisStateStore.ParseEndPoint(_redis.EndPoint), null, null, "tokenbroker:test", TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
         var key = Guid.NewGuid().ToString("N");
         await _redis.CliAsync("client", "pause", "1000", "WRITE");
         var watch = Stopwatch.StartNew();

@@ -608,6 +608,18 @@ public static partial class SettingsResolver
                     }
                 }
 
+                if (redis is { Ssl: false, SentinelSsl: not true })
+                {
+                    foreach (var (name, set) in new[] { ("CaCertificateFile", redis.CaCertificateFile is not null), ("ClientCertificateFile", redis.ClientCertificateFile is not null), ("ClientKeyFile", redis.ClientKeyFile is not null) })
+                    {
+                        if (set)
+                        {
+                            errors.Add($"State:Redis:{name} applies only with TLS: set State:Redis:Ssl (or State:Redis:SentinelSsl) to true");
+                        }
+                    }
+                }
+
+                errors.AddRange(TokenBroker.State.Redis.RedisStateStore.TlsFileErrors(redis, "State:Redis:"));
                 if (!KeyPrefixRegex().IsMatch(redis.KeyPrefix))
                 {
                     errors.Add("State:Redis:KeyPrefix must be 1 to 32 characters of [A-Za-z0-9:_-]");

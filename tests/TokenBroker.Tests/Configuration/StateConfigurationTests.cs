@@ -1,6 +1,7 @@
 using TokenBroker.Cli;
 using TokenBroker.Hosting;
 using TokenBroker.Security;
+using TokenBroker.Testing;
 
 namespace TokenBroker.Tests.Configuration;
 
@@ -109,6 +110,115 @@ public sealed class StateConfigurationTests
         Assert.That(built.Settings!.State.Redis.ServiceName, Is.EqualTo("tokenbroker"));
         Assert.That(built.Settings.State.Redis.MasterCheckInterval, Is.EqualTo(TimeSpan.FromSeconds(1)));
         Assert.That(TokenBroker.State.Redis.RedisStateStore.ParseEndPoint("sentinel-1", TokenBroker.State.Redis.RedisStateStore.DefaultSentinelPort).ToString(), Does.EndWith(":26379"));
+    }
+
+    [Test]
+    public void RedisTlsFiles_WithoutTls_AreErrors()
+    {
+        using var pki = new TestPki();
+        var ca = pki.CreateCa("ca");
+        var (cert, key) = ca.Issue("client", [], [], server: false);
+        var built = Build(new()
+        {
+            ["TokenBroker:State:Store"] = "redis",
+            ["TokenBroker:State:Redis:Endpoints:0"] = "127.0.0.1:6379",
+            ["TokenBroker:State:Redis:CaCertificateFile"] = ca.CertificateFile,
+            ["TokenBroker:State:Redis:ClientCertificateFile"] = cert,
+            ["TokenBroker:State:Redis:ClientKeyFile"] = key,
+        });
+
+        Assert.That(built.App, Is.Null);
+        Assert.That(built.Errors, Has.Some.StartsWith("State:Redis:CaCertificateFile applies only with TLS"));
+        Assert.That(built.Errors, Has.Some.StartsWith("State:Redis:ClientCertificateFile applies only with TLS"));
+        Assert.That(built.Errors, Has.Some.StartsWith("State:Redis:ClientKeyFile applies only with TLS"));
+        Assert.That(built.Errors, Has.Count.EqualTo(3), "the files themselves are fine");
+    }
+
+    [Test]
+    public void RedisTlsFiles_ThatAreMissingUnparsableOrIncomplete_AreEveryOneReported()
+    {
+        using var pki = new TestPki();
+        var notPem = Path.Combine(pki.Directory, "not-a-certificate.pem");
+        File.WriteAllText(notPem, "hello\n");
+        var ca = pki.CreateCa("ca");
+        var (cert, _) = ca.Issue("client", [], [], server: false);
+        var built = Build(new()
+        {
+            ["TokenBroker:State:Store"] = "redis",
+            ["TokenBroker:State:Redis:Sentinels:0"] = "127.0.0.1:26379",
+            ["TokenBroker:State:Redis:ServiceName"] = "tokenbroker",
+            ["TokenBroker:State:Redis:SentinelSsl"] = "true",
+            ["TokenBroker:State:Redis:CaCertificateFile"] = notPem,
+            ["TokenBroker:State:Redis:ClientCertificateFile"] = cert,
+            ["TokenBroker:State:Redis:KeyPrefix"] = "bad prefix",
+        });
+
+        Assert.That(built.App, Is.Null);
+        Assert.That(built.Errors, Has.Some.StartsWith($"State:Redis:CaCertificateFile '{notPem}' cannot be used: the file holds no PEM certificate"));
+        Assert.That(built.Errors, Has.Some.StartsWith("State:Redis:ClientCertificateFile and State:Redis:ClientKeyFile go together"));
+        Assert.That(built.Errors, Has.Some.StartsWith("State:Redis:KeyPrefix"));
+    }
+
+    public static IEnumerable<TestCaseData> UnusableTlsFiles()
+    {
+        yield return new TestCaseData("missing-ca").SetName("ARedisCaFile_ThatDoesNotExist_IsAnError");
+        yield return new TestCaseData("key-without-cert").SetName("ARedisClientKey_WithoutItsCertificate_IsAnError");
+        yield return new TestCaseData("mismatched-key").SetName("ARedisClientCertificate_WithAnotherCertificatesKey_IsAnError");
+        yield return new TestCaseData("missing-key").SetName("ARedisClientKeyFile_ThatDoesNotExist_IsAnError");
+    }
+
+    [TestCaseSource(nameof(UnusableTlsFiles))]
+    public void UnusableRedisTlsFiles_AreConfigurationErrors(string which)
+    {
+        using var pki = new TestPki();
+        var ca = pki.CreateCa("ca");
+        var (cert, key) = ca.Issue("client", [], [], server: false);
+        var (_, otherKey) = ca.Issue("other", [], [], server: false);
+        var missing = Path.Combine(pki.Directory, "missing.pem");
+        var settings = new Dictionary<string, string?>
+        {
+            ["TokenBroker:State:Store"] = "redis",
+            ["TokenBroker:State:Redis:Endpoints:0"] = "127.0.0.1:6379",
+            ["TokenBroker:State:Redis:Ssl"] = "true",
+        };
+        var (files, expected) = which switch
+        {
+            "missing-ca" => (new (string Name, string Value)[] { ("CaCertificateFile", missing) }, $"State:Redis:CaCertificateFile '{missing}' cannot be used"),
+            "key-without-cert" => ([("ClientKeyFile", key)], "State:Redis:ClientCertificateFile and State:Redis:ClientKeyFile go together"),
+            "mismatched-key" => ([("ClientCertificateFile", cert), ("ClientKeyFile", otherKey)], $"State:Redis:ClientCertificateFile '{cert}' with State:Redis:ClientKeyFile '{otherKey}' cannot be used"),
+            "missing-key" => ([("ClientCertificateFile", cert), ("ClientKeyFile", missing)], $"State:Redis:ClientCertificateFile '{cert}' with State:Redis:ClientKeyFile '{missing}' cannot be used"),
+            _ => throw new ArgumentOutOfRangeException(nameof(which)),
+        };
+        foreach (var (name, value) in files)
+        {
+            settings["TokenBroker:State:Redis:" + name] = value;
+        }
+
+        var built = Build(settings);
+
+        Assert.That(built.App, Is.Null);
+        Assert.That(built.Errors, Has.Count.EqualTo(1), string.Join("\n", built.Errors));
+        Assert.That(built.Errors[0], Does.StartWith(expected));
+    }
+
+    [Test]
+    public void RedisTlsFiles_ThatLoad_Build()
+    {
+        using var pki = new TestPki();
+        var ca = pki.CreateCa("ca");
+        var (cert, key) = ca.Issue("client", [], [], server: false);
+        var built = Build(new()
+        {
+            ["TokenBroker:State:Store"] = "redis",
+            ["TokenBroker:State:Redis:Endpoints:0"] = "127.0.0.1:6379",
+            ["TokenBroker:State:Redis:Ssl"] = "true",
+            ["TokenBroker:State:Redis:CaCertificateFile"] = ca.CertificateFile,
+            ["TokenBroker:State:Redis:ClientCertificateFile"] = cert,
+            ["TokenBroker:State:Redis:ClientKeyFile"] = key,
+        });
+
+        Assert.That(built.Errors, Is.Empty);
+        Assert.That(built.Settings!.State.Redis.CaCertificateFile, Is.EqualTo(ca.CertificateFile));
     }
 
     [Test]
