@@ -10,7 +10,7 @@ namespace TokenBroker.Audit;
 /// <summary>
 /// The audit log: one JSON line per event (<see cref="AuditJson"/>) on standard output or in a file, separate from
 /// the application log. Requests hand events to a bounded buffer and a single background writer serialises and
-/// writes them, flushing whenever the buffer runs empty, at most once per <see cref="BatchWindow"/>. A full buffer makes the request wait (counted in
+/// writes them, flushing whenever the buffer runs empty. A full buffer makes the request wait (counted in
 /// <c>tokenbroker.audit.blocked</c>) rather than drop an event; a write that fails is retried once after reopening
 /// the sink, then counted in <c>tokenbroker.audit.write_failures</c> and reported in the application log. Disposal
 /// (host shutdown) drains the buffer; events written after that go straight to the sink.
@@ -18,13 +18,6 @@ namespace TokenBroker.Audit;
 internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDisposable
 {
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
-
-    /// <summary>
-    /// After each write the writer pauses this long before taking the next batch, so that under load one write
-    /// (and one wake-up of the writer) carries the lines of many requests instead of one or two. An event arriving
-    /// while the writer is idle is written at once.
-    /// </summary>
-    internal static readonly TimeSpan BatchWindow = TimeSpan.FromMilliseconds(2);
 
     private readonly Channel<AuditEvent> _channel;
     private readonly AuditOutput _output;
@@ -102,11 +95,6 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
                 }
 
                 Flush();
-            }
-
-            if (Volatile.Read(ref _disposed) == 0)
-            {
-                await Task.Delay(BatchWindow).ConfigureAwait(false);
             }
         }
     }

@@ -229,51 +229,6 @@ public sealed class AuditLogWriterTests
         }
     }
 
-    [Test]
-    public async Task AfterAWrite_TheNextBatchWaitsForTheBatchWindow_SoThatOneWriteCarriesManyLines()
-    {
-        using var metrics = new BrokerMetrics();
-        AuditLogWriter? writer = null;
-        // Two events arrive while the first one is being flushed: they wait for the window, then go out together.
-        var counting = new FlushCountingStream(() =>
-        {
-            writer!.Write(Event("req_2"));
-            writer.Write(Event("req_3"));
-        });
-        writer = new AuditLogWriter(new StreamAuditOutput(counting), 100, metrics, NullLogger.Instance);
-        await using (writer)
-        {
-            writer.Write(Event("req_1"));
-            await WaitForAsync(() => counting.FlushedAt.Count >= 2);
-        }
-
-        var gap = System.Diagnostics.Stopwatch.GetElapsedTime(counting.FlushedAt[0], counting.FlushedAt[1]);
-        Assert.That(gap, Is.GreaterThanOrEqualTo(AuditLogWriter.BatchWindow - TimeSpan.FromMilliseconds(0.1)));
-        var lines = Encoding.UTF8.GetString(counting.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.That(lines, Has.Length.EqualTo(3));
-    }
-
-    /// <summary>A memory stream that records when it was flushed, and runs an action during its first flush.</summary>
-    private sealed class FlushCountingStream(Action onFirstFlush) : MemoryStream
-    {
-        public List<long> FlushedAt { get; } = [];
-
-        public override void Flush()
-        {
-            lock (FlushedAt)
-            {
-                FlushedAt.Add(System.Diagnostics.Stopwatch.GetTimestamp());
-            }
-
-            if (FlushedAt.Count == 1)
-            {
-                onFirstFlush();
-            }
-
-            base.Flush();
-        }
-    }
-
     /// <summary>A memory stream that takes a little time per write and flush, so the buffer fills.</summary>
     private sealed class SlowStream : MemoryStream
     {
