@@ -341,8 +341,10 @@ internal sealed class RespPipe : IDisposable, IThreadPoolWorkItem
             {
                 _stream.Write(batch, 0, length);
             }
-            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+            catch (Exception e)
             {
+                // Whatever the stream throws (I/O, disposal, a TLS failure) breaks the connection and fails the
+                // waiting commands. Nothing may escape: this also runs as a thread-pool work item.
                 Fail(e);
             }
 
