@@ -67,7 +67,6 @@ internal sealed class RedisReplyException(string message) : Exception(message);
 /// </summary>
 internal sealed class RespPipe : IDisposable, IThreadPoolWorkItem
 {
-
     // Replies on this path are small (OK, nil, integers, short errors); a larger one is a protocol violation.
     private const int MaxReplyBytes = 64 * 1024;
 
@@ -76,7 +75,7 @@ internal sealed class RespPipe : IDisposable, IThreadPoolWorkItem
     private readonly long _staleAfterTicks;
     private readonly long _answerTimeoutTicks;
     private readonly TimeSpan _answerTimeout;
-    private readonly Timer? _sweep;
+    private readonly Timer _sweep;
     private readonly object _lock = new();
     private readonly Queue<Waiter> _waiting = new();
     private byte[] _out = new byte[4096];
@@ -93,13 +92,10 @@ internal sealed class RespPipe : IDisposable, IThreadPoolWorkItem
         _staleAfterTicks = (long)(staleAfter.TotalSeconds * Stopwatch.Frequency);
         _answerTimeout = answerTimeout ?? Timeout.InfiniteTimeSpan;
         _answerTimeoutTicks = answerTimeout is { } timeout ? (long)(timeout.TotalSeconds * Stopwatch.Frequency) : long.MaxValue;
-        if (answerTimeout is { } every)
-        {
-            // One timer per connection instead of one per command: a command fails between 1 and 1.25 times the
-            // budget after it was sent.
-            var period = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(5).Ticks, every.Ticks / 4));
-            _sweep = new Timer(static pipe => ((RespPipe)pipe!).Sweep(), this, period, period);
-        }
+        // One timer per connection instead of one per command: a command fails between 1 and 1.25 times the
+        // answer timeout after it was sent, and the connection breaks within a quarter more than staleAfter.
+        var period = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(5).Ticks, (answerTimeout ?? staleAfter).Ticks / 4));
+        _sweep = new Timer(static pipe => ((RespPipe)pipe!).Sweep(), this, period, period);
     }
 
     /// <summary>Why the connection broke, or null while it works.</summary>
@@ -192,12 +188,6 @@ internal sealed class RespPipe : IDisposable, IThreadPoolWorkItem
         bool write, othersWaiting;
         lock (_lock)
         {
-            if (_broken is null && _waiting.TryPeek(out var oldest) && waiter.SentAt - oldest.SentAt > _staleAfterTicks)
-            {
-                // Redis has not answered for longer than any budget: a dead peer (no reset), not a slow one.
-                FailLocked(new TimeoutException("redis left a command unanswered; the connection is presumed dead"));
-            }
-
             if (_broken is not null)
             {
                 return Task.FromException<RespReply[]>(new IOException("the redis connection is broken: " + _broken.Message, _broken));
@@ -248,6 +238,7 @@ internal sealed class RespPipe : IDisposable, IThreadPoolWorkItem
 
             if (_waiting.TryPeek(out var oldest) && now - oldest.SentAt > _staleAfterTicks)
             {
+                // Redis has not answered for longer than any budget: a dead peer (no reset), not a slow one.
                 FailLocked(new TimeoutException("redis left a command unanswered; the connection is presumed dead"));
                 return;
             }
@@ -257,6 +248,11 @@ internal sealed class RespPipe : IDisposable, IThreadPoolWorkItem
                 if (now - waiter.SentAt <= _answerTimeoutTicks)
                 {
                     break;
+                }
+
+                if (waiter.Task.IsCompleted)
+                {
+                    continue; // failed by an earlier sweep; it keeps its place until its reply arrives
                 }
 
                 // Continuations run asynchronously (the waiter's option), so nothing runs under this lock.
@@ -459,7 +455,7 @@ internal sealed class RespPipe : IDisposable, IThreadPoolWorkItem
         }
 
         _outLength = 0;
-        _sweep?.Dispose();
+        _sweep.Dispose();
         _stream.Dispose();
         _socket.Dispose();
     }

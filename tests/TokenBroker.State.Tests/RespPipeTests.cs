@@ -217,7 +217,7 @@ public sealed class RespPipeTests
     }
 
     [Test]
-    public async Task ACommandLeftUnanswered_PastTheLimit_BreaksThePipeOnTheNextSend()
+    public async Task ACommandLeftUnanswered_PastTheLimit_BreaksThePipe_AndTheNextSendFails()
     {
         await _redis.CliAsync("client", "pause", "1500", "WRITE");
         try

@@ -116,16 +116,7 @@ public sealed class StateConfigurationTests
     public void RedisTlsFiles_WithoutTls_AreErrors()
     {
         using var pki = new TestPki();
-        var ca = pki.CreateCa("ca");
-        var (cert, key) = ca.Issue("client", [], [], server: false);
-        var built = Build(new()
-        {
-            ["TokenBroker:State:Store"] = "redis",
-            ["TokenBroker:State:Redis:Endpoints:0"] = "127.0.0.1:6379",
-            ["TokenBroker:State:Redis:CaCertificateFile"] = ca.CertificateFile,
-            ["TokenBroker:State:Redis:ClientCertificateFile"] = cert,
-            ["TokenBroker:State:Redis:ClientKeyFile"] = key,
-        });
+        var built = Build(RedisWithTlsFiles(pki, ssl: false, out _));
 
         Assert.That(built.App, Is.Null);
         Assert.That(built.Errors, Has.Some.StartsWith("State:Redis:CaCertificateFile applies only with TLS"));
@@ -205,20 +196,32 @@ public sealed class StateConfigurationTests
     public void RedisTlsFiles_ThatLoad_Build()
     {
         using var pki = new TestPki();
+        var built = Build(RedisWithTlsFiles(pki, ssl: true, out var caFile));
+
+        Assert.That(built.Errors, Is.Empty);
+        Assert.That(built.Settings!.State.Redis.CaCertificateFile, Is.EqualTo(caFile));
+    }
+
+    /// <summary>A single-server Redis store with a CA file and a client certificate and key that all load.</summary>
+    private static Dictionary<string, string?> RedisWithTlsFiles(TestPki pki, bool ssl, out string caFile)
+    {
         var ca = pki.CreateCa("ca");
         var (cert, key) = ca.Issue("client", [], [], server: false);
-        var built = Build(new()
+        caFile = ca.CertificateFile;
+        var settings = new Dictionary<string, string?>
         {
             ["TokenBroker:State:Store"] = "redis",
             ["TokenBroker:State:Redis:Endpoints:0"] = "127.0.0.1:6379",
-            ["TokenBroker:State:Redis:Ssl"] = "true",
             ["TokenBroker:State:Redis:CaCertificateFile"] = ca.CertificateFile,
             ["TokenBroker:State:Redis:ClientCertificateFile"] = cert,
             ["TokenBroker:State:Redis:ClientKeyFile"] = key,
-        });
+        };
+        if (ssl)
+        {
+            settings["TokenBroker:State:Redis:Ssl"] = "true";
+        }
 
-        Assert.That(built.Errors, Is.Empty);
-        Assert.That(built.Settings!.State.Redis.CaCertificateFile, Is.EqualTo(ca.CertificateFile));
+        return settings;
     }
 
     [Test]
