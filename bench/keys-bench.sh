@@ -8,14 +8,8 @@ cd "$(dirname "$0")/.."
 seconds="${1:-3}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir "$work/tokens"
-echo "directories.tokendir = $work/tokens" > "$work/softhsm2.conf"
-export SOFTHSM2_CONF="$work/softhsm2.conf"
-module=/usr/lib/softhsm/libsofthsm2.so
-softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 5678 >/dev/null
-pkcs11-tool --module "$module" --token-label bench --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label es256 --id 01 >/dev/null
-pkcs11-tool --module "$module" --token-label bench --login --pin 1234 --keypairgen --key-type rsa:2048 --label rs256 --id 02 >/dev/null
-printf '1234\n' > "$work/pin"
+. bench/softhsm-token.sh
+make_softhsm_token "$work"
 cat > "$work/tokenbroker.json" <<JSON
 {"TokenBroker": {"Signing": {"Keys": [
   {"Source": "pkcs11", "Uri": "pkcs11:token=bench;object=es256", "PinFile": "$work/pin", "Algorithm": "ES256"},

@@ -24,182 +24,130 @@ if (redis is not null)
 await using var issuer = await FakeCiIssuer.StartAsync("github", "gitlab");
 var brokerUrl = $"http://127.0.0.1:{FakeCiIssuer.FreePort()}";
 issuer.DefaultAudience = brokerUrl;
-
-var auditDir = Directory.CreateTempSubdirectory("tb-bench-audit-").FullName;
-var auditPath = Path.Combine(auditDir, "audit.jsonl");
-var brokerArgs = new List<string>
+var claims = Fixtures.Load("github", "push_main_production");
+string[] Mint(int count)
 {
-    options.BrokerDll, "serve", "--urls", brokerUrl,
-    $"--TokenBroker:Issuer={brokerUrl}",
-    "--TokenBroker:RateLimits:Enabled=false",
-    "--TokenBroker:Providers:github:Kind=github",
-    $"--TokenBroker:Providers:github:Issuer={issuer.IssuerUrl("github")}",
-    "--TokenBroker:Providers:github:AllowHttp=true",
-    "--TokenBroker:Providers:github:SharedIssuer=true",
-    "--TokenBroker:Providers:gitlab:Kind=gitlab",
-    $"--TokenBroker:Providers:gitlab:Issuer={issuer.IssuerUrl("gitlab")}",
-    "--TokenBroker:Providers:gitlab:AllowHttp=true",
-    "--TokenBroker:Providers:gitlab:SharedIssuer=true",
-    // The audit log cannot be turned off (it is its own writer, not a log category): its cost is part of the
-    // measurement. It goes to a file, as in a deployment that ships it with a log agent; to stdout it would be parsed
-    // line by line by this process's redirected-stream reader, which costs the shared cores more than the broker's write.
-    "--TokenBroker:Audit:Sink=file",
-    $"--TokenBroker:Audit:Path={auditPath}",
-};
-brokerArgs.AddRange(options.BrokerSettings.Select(kv => $"--{kv.Key}={kv.Value}"));
-var brokerStart = new ProcessStartInfo("dotnet", brokerArgs)
-{
-    RedirectStandardOutput = true,
-    RedirectStandardError = true,
-    Environment = { ["DOTNET_gcServer"] = options.ServerGc ? "1" : "0" },
-};
-foreach (var (name, value) in options.BrokerEnvironment)
-{
-    brokerStart.Environment[name] = value;
+    var minted = new string[count];
+    Parallel.For(0, count, i => minted[i] = issuer.Mint("github", claims, brokerUrl, lifetime: TimeSpan.FromMinutes(30)));
+    return minted;
 }
 
-using var broker = Process.Start(brokerStart)!;
-var brokerErr = new StringBuilder();
-broker.ErrorDataReceived += (_, e) => { lock (brokerErr) { brokerErr.AppendLine(e.Data); } };
-broker.OutputDataReceived += (_, _) => { };
-broker.BeginErrorReadLine();
-broker.BeginOutputReadLine();
-
-try
+if (options.Variants.Count > 0)
 {
-    using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
-    {
-        BaseAddress = new Uri(brokerUrl),
-        Timeout = TimeSpan.FromSeconds(30),
-    };
-    await WaitReadyAsync(client, broker, brokerErr);
+    return await Compare.RunAsync(options, issuer, brokerUrl, redis, Mint);
+}
 
-    var claims = Fixtures.Load("github", "push_main_production");
-    string[] Mint(int count)
-    {
-        var minted = new string[count];
-        Parallel.For(0, count, i => minted[i] = issuer.Mint("github", claims, brokerUrl, lifetime: TimeSpan.FromMinutes(30)));
-        return minted;
-    }
+await using var broker = await BrokerProcess.StartAsync(options, options.BrokerDll, options.BrokerEnvironment, options.BrokerSettings, issuer, brokerUrl);
+using var client = BrokerProcess.Client(brokerUrl);
+Console.WriteLine($"load driver: {options.Driver}" + (options.Driver == "wrk" ? $" ({options.DurationSeconds} s per level)" : $" ({options.RequestsPerLevel} requests per level)"));
+Console.WriteLine($"pre-minting {options.Warmup} warm-up job tokens ...");
 
-    Console.WriteLine($"load driver: {options.Driver}" + (options.Driver == "wrk" ? $" ({options.DurationSeconds} s per level)" : $" ({options.RequestsPerLevel} requests per level)"));
-    Console.WriteLine($"pre-minting {options.Warmup} warm-up job tokens ...");
+// Warm-up: JIT, key fetch, connection pool.
+var warmupTokens = Mint(options.Warmup);
+await HttpDriver.RunAsync(client, new ArraySegment<string>(warmupTokens), 8, options.Audience);
+var exchanges = options.Warmup;
+if (options.Driver == "wrk" && options.WarmupSeconds > 0)
+{
+    // Then steady state: tiered compilation re-JITs hot methods with profile data during the first tens of seconds
+    // under load. Without this, whichever level runs first is measured partly on unoptimised code (32 connections
+    // measured alone after a 2,000-request warm-up: ~3,300/s; after this: see docs/performance.md).
+    Console.WriteLine($"warming up for {options.WarmupSeconds} s at 32 connections ...");
+    var warm = await Wrk.RunAsync(brokerUrl, Mint(options.WarmupSeconds * options.WrkTokensPerSecond), 32, options with { DurationSeconds = options.WarmupSeconds });
+    exchanges += warm.Count;
+}
 
-    // Warm-up: JIT, key fetch, connection pool.
-    await RunLevelAsync(client, new ArraySegment<string>(Mint(options.Warmup)), 8, options.Audience);
-    var exchanges = options.Warmup;
-    if (options.Driver == "wrk" && options.WarmupSeconds > 0)
-    {
-        // Then steady state: tiered compilation re-JITs hot methods with profile data during the first tens of seconds
-        // under load. Without this, whichever level runs first is measured partly on unoptimised code (32 connections
-        // measured alone after a 2,000-request warm-up: ~3,300/s; after this: see docs/performance.md).
-        Console.WriteLine($"warming up for {options.WarmupSeconds} s at 32 connections ...");
-        var warm = await Wrk.RunAsync(brokerUrl, Mint(options.WarmupSeconds * 8000), 32, options with { DurationSeconds = options.WarmupSeconds });
-        exchanges += warm.Count;
-    }
+// The ceiling is measured on an idle machine: the broker may still be draining audit lines of the warm-up.
+await broker.WaitIdleAsync();
+var sample = await Ceiling.SampleAsync(client, issuer, Mint(1)[0], options.Audience);
+var rounds = Ceiling.Measure(sample, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(2), 3);
+var ceiling = rounds.Order().ElementAt(rounds.Length / 2);
+var toyRounds = Ceiling.Measure(Ceiling.Toy(), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), 3);
+var toyCeiling = toyRounds.Order().ElementAt(toyRounds.Length / 2);
+Console.WriteLine();
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"in-process ceiling (read + verify this run's RS256 job token, mint + sign the ES256 token the broker issued for it; {Environment.ProcessorCount} threads): {ceiling:F0} /s (median of rounds {string.Join(", ", rounds.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))})"));
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"  the same with a minimal job token (6 claims) and issued token (the ceiling of the first five sessions): {toyCeiling:F0} /s (rounds {string.Join(", ", toyRounds.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))})"));
 
-    // The ceiling on this kind of shared VM moves between runs; one warm-up round, then the median of three.
-    var rounds = Ceiling.Measure(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), 3);
-    var ceiling = rounds.Order().ElementAt(rounds.Length / 2);
-    Console.WriteLine();
+// What HTTP alone costs here. One exchange costs the machine at least its cryptography (1 / ceiling of both cores)
+// plus a request (1 / this), so no broker exceeds 1 / (1 / ceiling + 1 / floor) exchanges/s on this machine.
+if (options.Driver == "wrk")
+{
+    await broker.WaitIdleAsync();
+    var healthz = await Wrk.HealthzAsync(brokerUrl, 32, 5, options.WrkThreads);
+    var bound = 1 / ((1 / ceiling) + (1 / healthz));
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"in-process ceiling (verify RS256 job token + sign ES256 token, {Environment.ProcessorCount} threads): {ceiling:F0} /s (median of rounds {string.Join(", ", rounds.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))})"));
-    Console.WriteLine();
-    Console.WriteLine("| connections | exchanges/s | p50 ms | p90 ms | p99 ms | errors | broker CPU % | broker peak RSS MB | ratio to ceiling | Redis CPU µs/exchange |");
-    Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    foreach (var level in options.Levels)
-    {
-        // Unique job tokens for this level, minted before it starts so minting never competes with the measurement.
-        var tokens = Mint(options.Driver == "wrk" ? options.WrkTokensPerLevel : options.RequestsPerLevel);
-        var cpuBefore = ProcessStats.CpuTime(broker.Id);
-        var redisBefore = redis is null ? TimeSpan.Zero : ProcessStats.CpuTime(redis.ProcessId);
-        var result = options.Driver == "wrk"
-            ? await Wrk.RunAsync(brokerUrl, tokens, level, options)
-            : await RunLevelAsync(client, new ArraySegment<string>(tokens), level, options.Audience);
-        exchanges += result.Count;
-        var cpu = (ProcessStats.CpuTime(broker.Id) - cpuBefore).TotalSeconds / result.Elapsed.TotalSeconds * 100;
-        var rss = ProcessStats.PeakRssMb(broker.Id);
-        var redisPerExchange = redis is null ? "-" : ((ProcessStats.CpuTime(redis.ProcessId) - redisBefore).TotalMicroseconds / Math.Max(1, result.Count)).ToString("F0", CultureInfo.InvariantCulture);
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {rss:F0} | {result.PerSecond / ceiling:P0} | {redisPerExchange} |"));
-    }
-
-    if (redis is not null)
-    {
-        Console.WriteLine($"Redis used_memory after {exchanges} exchanges: {redis.UsedMemory() / 1024.0 / 1024.0:F1} MiB");
-    }
-
-    // Every request (granted or refused) leaves one audit line; the writer may still be draining its buffer.
-    await Task.Delay(500);
-    Console.WriteLine($"audit events written: {File.ReadLines(auditPath).Count()} ({new FileInfo(auditPath).Length / 1024.0 / 1024.0:F1} MiB)");
-    return 0;
-}
-finally
-{
-    broker.Kill(entireProcessTree: true);
-    await broker.WaitForExitAsync();
-    Directory.Delete(auditDir, true);
+        $"HTTP floor: GET /healthz at 32 connections {healthz:F0} /s; ceiling and floor together bound an exchange to {bound:F0} /s ({bound / ceiling:P0} of the ceiling)"));
 }
 
-static async Task WaitReadyAsync(HttpClient client, Process broker, StringBuilder err)
+Console.WriteLine();
+Console.WriteLine("| connections | exchanges/s | p50 ms | p90 ms | p99 ms | errors | broker CPU % | broker peak RSS MB | ratio to ceiling | ratio to minimal-token ceiling | Redis CPU µs/exchange |");
+Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+foreach (var level in options.Levels)
 {
-    for (var i = 0; i < 200; i++)
-    {
-        if (broker.HasExited)
-        {
-            throw new InvalidOperationException("broker exited: " + err);
-        }
+    // Unique job tokens for this level, minted before it starts so minting never competes with the measurement.
+    var tokens = Mint(options.Driver == "wrk" ? options.WrkTokensPerLevel : options.RequestsPerLevel);
+    await broker.WaitIdleAsync();
+    var cpuBefore = ProcessStats.CpuTime(broker.Id);
+    var redisBefore = redis is null ? TimeSpan.Zero : ProcessStats.CpuTime(redis.ProcessId);
+    var result = options.Driver == "wrk"
+        ? await Wrk.RunAsync(brokerUrl, tokens, level, options)
+        : await HttpDriver.RunAsync(client, new ArraySegment<string>(tokens), level, options.Audience);
+    exchanges += result.Count;
+    var cpu = (ProcessStats.CpuTime(broker.Id) - cpuBefore).TotalSeconds / result.Elapsed.TotalSeconds * 100;
+    var rss = ProcessStats.PeakRssMb(broker.Id);
+    var redisPerExchange = redis is null ? "-" : ((ProcessStats.CpuTime(redis.ProcessId) - redisBefore).TotalMicroseconds / Math.Max(1, result.Count)).ToString("F0", CultureInfo.InvariantCulture);
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {rss:F0} | {result.PerSecond / ceiling:P0} | {result.PerSecond / toyCeiling:P0} | {redisPerExchange} |"));
+}
 
-        try
+if (redis is not null)
+{
+    Console.WriteLine($"Redis used_memory after {exchanges} exchanges: {redis.UsedMemory() / 1024.0 / 1024.0:F1} MiB");
+}
+
+// Every request (granted or refused) leaves one audit line; the writer may still be draining its buffer.
+await broker.WaitIdleAsync();
+Console.WriteLine($"audit events written: {broker.AuditLines()} ({broker.AuditMegabytes():F1} MiB)");
+return 0;
+
+/// <summary>The earlier C# driver: an HttpClient loop over the tokens on <c>connections</c> concurrent requests.</summary>
+internal static class HttpDriver
+{
+    public static async Task<LevelResult> RunAsync(HttpClient client, ArraySegment<string> tokens, int connections, string audience)
+    {
+        var start = 0;
+        var count = tokens.Count;
+        var latencies = new double[count];
+        var errors = 0;
+        var cursor = start - 1;
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, connections).Select(async _ =>
         {
-            if ((await client.GetAsync(new Uri("/readyz", UriKind.Relative))).IsSuccessStatusCode)
+            int i;
+            while ((i = Interlocked.Increment(ref cursor)) < start + count)
             {
-                return;
+                using var content = new FormUrlEncodedContent(
+                [
+                    new("grant_type", TokenTypes.TokenExchangeGrant),
+                    new("subject_token", tokens[i]!),
+                    new("subject_token_type", TokenTypes.IdToken),
+                    new("audience", audience),
+                ]);
+                var t = Stopwatch.GetTimestamp();
+                using var response = await client.PostAsync(new Uri("/token", UriKind.Relative), content);
+                await response.Content.ReadAsByteArrayAsync();
+                latencies[i - start] = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
+                if (response.StatusCode != HttpStatusCode.OK)
+                {
+                    Interlocked.Increment(ref errors);
+                }
             }
-        }
-        catch (HttpRequestException)
-        {
-        }
-
-        await Task.Delay(100);
+        }));
+        clock.Stop();
+        Array.Sort(latencies);
+        return new LevelResult(count, clock.Elapsed, latencies, errors);
     }
-
-    throw new TimeoutException("broker did not become ready: " + err);
-}
-
-static async Task<LevelResult> RunLevelAsync(HttpClient client, ArraySegment<string> tokens, int connections, string audience)
-{
-    var start = 0;
-    var count = tokens.Count;
-    var latencies = new double[count];
-    var errors = 0;
-    var cursor = start - 1;
-    var clock = Stopwatch.StartNew();
-    await Task.WhenAll(Enumerable.Range(0, connections).Select(async _ =>
-    {
-        int i;
-        while ((i = Interlocked.Increment(ref cursor)) < start + count)
-        {
-            using var content = new FormUrlEncodedContent(
-            [
-                new("grant_type", TokenTypes.TokenExchangeGrant),
-                new("subject_token", tokens[i]!),
-                new("subject_token_type", TokenTypes.IdToken),
-                new("audience", audience),
-            ]);
-            var t = Stopwatch.GetTimestamp();
-            using var response = await client.PostAsync(new Uri("/token", UriKind.Relative), content);
-            await response.Content.ReadAsByteArrayAsync();
-            latencies[i - start] = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
-            if (response.StatusCode != HttpStatusCode.OK)
-            {
-                Interlocked.Increment(ref errors);
-            }
-        }
-    }));
-    clock.Stop();
-    Array.Sort(latencies);
-    return new LevelResult(count, clock.Elapsed, latencies, errors);
 }
 
 internal sealed record LevelResult(int Count, TimeSpan Elapsed, double[] SortedLatencies, int Errors)
@@ -220,6 +168,36 @@ internal sealed record LevelResult(int Count, TimeSpan Elapsed, double[] SortedL
 /// </summary>
 internal static class Wrk
 {
+    /// <summary>
+    /// Requests/s of <c>GET /healthz</c> (a constant text answer through the broker's middleware: no body to read, no
+    /// cryptography, no state, no audit line) at <paramref name="connections"/>: what HTTP over loopback costs on this
+    /// machine with the load generator on the same cores.
+    /// </summary>
+    public static async Task<double> HealthzAsync(string brokerUrl, int connections, int seconds, int threads)
+    {
+        var start = new ProcessStartInfo("wrk",
+        [
+            "-t", Math.Min(threads, connections).ToString(CultureInfo.InvariantCulture),
+            "-c", connections.ToString(CultureInfo.InvariantCulture),
+            "-d", seconds.ToString(CultureInfo.InvariantCulture) + "s",
+            brokerUrl + "/healthz",
+        ])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var wrk = Process.Start(start) ?? throw new InvalidOperationException("wrk did not start (apt-get install wrk)");
+        var stdout = await wrk.StandardOutput.ReadToEndAsync();
+        await wrk.WaitForExitAsync();
+        if (stdout.Contains("Non-2xx", StringComparison.Ordinal) || stdout.Contains("Socket errors", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException("GET /healthz failed under load: " + stdout);
+        }
+
+        var line = stdout.Split('\n').First(l => l.StartsWith("Requests/sec:", StringComparison.Ordinal));
+        return double.Parse(line["Requests/sec:".Length..].Trim(), CultureInfo.InvariantCulture);
+    }
+
     public static async Task<LevelResult> RunAsync(string brokerUrl, string[] tokens, int connections, LoadOptions options)
     {
         var threads = Math.Min(options.WrkThreads, connections);
@@ -266,7 +244,7 @@ internal static class Wrk
             var json = JsonNode.Parse(line["WRK_RESULT ".Length..])!;
             if ((int)json["exhausted"]! > 0)
             {
-                throw new InvalidOperationException($"wrk ran out of pre-minted tokens at {connections} connections; raise --wrk-tokens");
+                throw new InvalidOperationException($"wrk ran out of pre-minted tokens at {connections} connections; raise --wrk-rate or --wrk-tokens ({line})");
             }
 
             return new LevelResult(
@@ -287,54 +265,6 @@ internal static class Wrk
         {
             Directory.Delete(dir, true);
         }
-    }
-}
-
-/// <summary>The cryptographic floor of one exchange, in a tight loop on every core.</summary>
-internal static class Ceiling
-{
-    /// <summary>Rates (exchanges/s) of <paramref name="count"/> rounds of <paramref name="round"/> each, after one discarded warm-up round.</summary>
-    public static double[] Measure(TimeSpan warmUp, TimeSpan round, int count)
-    {
-        MeasureOnce(warmUp);
-        return Enumerable.Range(0, count).Select(_ => MeasureOnce(round)).ToArray();
-    }
-
-    private static double MeasureOnce(TimeSpan duration)
-    {
-        using var rsa = System.Security.Cryptography.RSA.Create(2048);
-        var p = rsa.ExportParameters(false);
-        var key = new JsonWebKey { Kty = "RSA", N = Base64UrlEncoder.Encode(p.Modulus), E = Base64UrlEncoder.Encode(p.Exponent), Kid = "k", Alg = "RS256" };
-        var payload = new JsonObject { ["iss"] = "i", ["aud"] = "a", ["exp"] = 1, ["iat"] = 1, ["jti"] = "j", ["repository_id"] = "900101" };
-        var input = Base64Url.Encode(Encoding.UTF8.GetBytes("{\"alg\":\"RS256\",\"kid\":\"k\",\"typ\":\"JWT\"}")) + "." + Base64Url.Encode(Encoding.UTF8.GetBytes(payload.ToJsonString()));
-        var token = input + "." + Base64Url.Encode(rsa.SignData(Encoding.ASCII.GetBytes(input), System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1));
-        using var signer = LocalKeySigner.Generate("ES256");
-        var algorithms = new HashSet<string> { "RS256" };
-        var mint = new MintRequest
-        {
-            Issuer = "https://broker", Subject = "s", Audiences = ["a"], IssuedAt = DateTimeOffset.UnixEpoch, ExpiresAt = DateTimeOffset.UnixEpoch.AddMinutes(10),
-            Jti = "j", ClientId = "c", Scopes = [], Type = "at+jwt", Context = [], Extra = [],
-        };
-        long total = 0;
-        var stop = Stopwatch.StartNew();
-        Parallel.For(0, Environment.ProcessorCount, _ =>
-        {
-            long n = 0;
-            while (stop.Elapsed < duration)
-            {
-                using var jwt = JwtReader.Read(token, algorithms, new JwtReadLimits(16384, 100, 8)).Token!;
-                if (!jwt.VerifySignature(key))
-                {
-                    throw new InvalidOperationException("verify");
-                }
-
-                TokenMinter.Mint(mint, signer);
-                n++;
-            }
-
-            Interlocked.Add(ref total, n);
-        });
-        return total / stop.Elapsed.TotalSeconds;
     }
 }
 
@@ -397,6 +327,18 @@ internal sealed class RedisServer : IDisposable
         throw new TimeoutException("redis-server did not accept connections");
     }
 
+    /// <summary>Empties the server between the broker runs of a comparison (the job tokens are used again).</summary>
+    public void FlushAll()
+    {
+        using var cli = Process.Start(new ProcessStartInfo("redis-cli", ["-p", Port.ToString(CultureInfo.InvariantCulture), "FLUSHALL"]) { RedirectStandardOutput = true })!;
+        if (cli.StandardOutput.ReadToEnd().Trim() != "OK")
+        {
+            throw new InvalidOperationException("redis-cli FLUSHALL failed");
+        }
+
+        cli.WaitForExit();
+    }
+
     /// <summary>Redis memory in use, from INFO.</summary>
     public long UsedMemory()
     {
@@ -431,6 +373,15 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
     /// <summary>wrk: threads (at most one per connection).</summary>
     public int WrkThreads { get; init; } = 2;
 
+    /// <summary>wrk: unique job tokens minted per second of load (<c>--wrk-rate</c>), for the warm-up and each level.</summary>
+    public int WrkTokensPerSecond { get; init; } = 25000;
+
+    /// <summary>Builds or configurations to compare in interleaved rounds (<c>--variant LABEL</c>); none for a normal run.</summary>
+    public IReadOnlyList<Variant> Variants { get; init; } = [];
+
+    /// <summary>Rounds of a comparison (<c>--rounds</c>, default 3).</summary>
+    public int Rounds { get; init; } = 3;
+
     /// <summary>wrk: unique job tokens minted per level; more than the level can use in DurationSeconds.</summary>
     public int WrkTokensPerLevel { get; init; }
 
@@ -442,21 +393,38 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
             return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
         }
 
+        // --set, --env and --broker before the first --variant are the run's own; after a --variant LABEL they belong
+        // to that variant, which starts from the run's (Redis endpoint included) and adds its own.
+        var broker = "src/TokenBroker/bin/Release/net10.0/tokenbroker.dll";
         var settings = new Dictionary<string, string>();
         var environment = new Dictionary<string, string>();
+        var variants = new List<Variant>();
         for (var i = 0; i < args.Length - 1; i++)
         {
-            if (args[i] is "--set" or "--env")
+            var (target, env, dll) = variants.Count > 0 ? (variants[^1].Settings, variants[^1].Environment, (string?)null) : (settings, environment, broker);
+            switch (args[i])
             {
-                var kv = args[i + 1].Split('=', 2);
-                (args[i] == "--set" ? settings : environment)[kv[0]] = kv[1];
+                case "--set" or "--env":
+                    var kv = args[i + 1].Split('=', 2);
+                    (args[i] == "--set" ? target : env)[kv[0]] = kv[1];
+                    break;
+                case "--broker" when variants.Count == 0:
+                    broker = args[i + 1];
+                    break;
+                case "--broker":
+                    variants[^1] = variants[^1] with { BrokerDll = args[i + 1] };
+                    break;
+                case "--variant":
+                    variants.Add(new Variant(args[i + 1], broker, new Dictionary<string, string>(environment), new Dictionary<string, string>(settings)));
+                    break;
             }
         }
 
         var duration = int.Parse(Value("--duration", "5"), CultureInfo.InvariantCulture);
+        var tokensPerSecond = int.Parse(Value("--wrk-rate", "25000"), CultureInfo.InvariantCulture);
         var onPath = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(d => File.Exists(Path.Combine(d, "wrk")));
         return new LoadOptions(
-            Value("--broker", "src/TokenBroker/bin/Release/net10.0/tokenbroker.dll"),
+            broker,
             Value("--connections", "1,8,32,128").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(),
             int.Parse(Value("--requests", "5000"), CultureInfo.InvariantCulture),
             int.Parse(Value("--warmup", "2000"), CultureInfo.InvariantCulture),
@@ -470,9 +438,13 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
             WarmupSeconds = int.Parse(Value("--warmup-seconds", "15"), CultureInfo.InvariantCulture),
             DurationSeconds = duration,
             WrkThreads = int.Parse(Value("--wrk-threads", "2"), CultureInfo.InvariantCulture),
+            Variants = variants,
+            Rounds = int.Parse(Value("--rounds", "3"), CultureInfo.InvariantCulture),
 
-            // No end-to-end rate on two cores comes near 8,000 exchanges/s; a level that runs out is reported, not hidden.
-            WrkTokensPerLevel = int.Parse(Value("--wrk-tokens", (duration * 8000 + 2000).ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture),
+            // More tokens than any measured end-to-end rate on two cores needs (the best so far is under 10,000
+            // exchanges/s); a level that runs out is reported, not hidden.
+            WrkTokensPerSecond = tokensPerSecond,
+            WrkTokensPerLevel = int.Parse(Value("--wrk-tokens", (duration * tokensPerSecond + 2000).ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture),
         };
     }
 }
