@@ -19,6 +19,9 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
 {
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>At most this many events are written between two flushes (about 45 KB of exchange events).</summary>
+    internal const int MaxBatch = 64;
+
     private readonly Channel<AuditEvent> _channel;
     private readonly AuditOutput _output;
     private readonly BrokerMetrics _metrics;
@@ -82,6 +85,12 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
         }
     }
 
+    /// <summary>
+    /// Drains the buffer into the output and flushes when it runs empty, or after <see cref="MaxBatch"/> events at the
+    /// latest: a sink slower than the traffic keeps the buffer from ever running empty, and without the bound the
+    /// writer would then never flush on its own nor check for file rotation (at the start of each batch), so every
+    /// later event would go to a renamed file.
+    /// </summary>
     private async Task WriteLoopAsync()
     {
         var reader = _channel.Reader;
@@ -92,6 +101,10 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
                 while (reader.TryRead(out var auditEvent))
                 {
                     WriteOne(auditEvent);
+                    if (_unflushed >= MaxBatch)
+                    {
+                        Flush();
+                    }
                 }
 
                 Flush();

@@ -113,6 +113,72 @@ public sealed class AuditLogWriterTests
     }
 
     [Test]
+    public async Task FileSink_RenamedWhileTheBufferNeverRunsEmpty_NewEventsReachTheNewFileWithinOneBatch()
+    {
+        // A sink slower than the traffic (1 ms per line here, with a backlog of 8,000 events) keeps the buffer from
+        // running empty, so only the batch bound (MaxBatch events) brings the rotation check round again: without it
+        // the new file would appear only after the whole backlog had gone to the renamed one.
+        using var metrics = new BrokerMetrics();
+        var slow = new SlowOutput(new FileAuditOutput(AuditPath));
+        await using var writer = new AuditLogWriter(slow, 10_000, metrics, NullLogger.Instance);
+        const int total = 8_000;
+        for (var i = 1; i <= total; i++)
+        {
+            writer.Write(Event($"req_{i}"));
+        }
+
+        await WaitForAsync(() => File.Exists(AuditPath) && new FileInfo(AuditPath).Length > 0);
+        File.Move(AuditPath, AuditPath + ".1");
+        await WaitForAsync(() => File.Exists(AuditPath) && new FileInfo(AuditPath).Length > 0);
+        var onDisk = File.ReadAllLines(AuditPath + ".1").Length + File.ReadAllLines(AuditPath).Length;
+        Assert.That(onDisk, Is.LessThan(total / 2), "the new file appeared while most of the backlog was still to be written");
+
+        slow.Delay = false;
+        await writer.DisposeAsync();
+        var lines = File.ReadAllLines(AuditPath + ".1").Concat(File.ReadAllLines(AuditPath)).ToArray();
+        Assert.That(lines, Has.Length.EqualTo(total), "every event is in one of the two files");
+        Assert.That(lines.Distinct().Count(), Is.EqualTo(total));
+        Assert.That(File.ReadAllText(AuditPath + ".1"), Does.Contain("\"req_1\"").And.Not.Contain($"\"req_{total}\""));
+    }
+
+    [Test]
+    public async Task UnderConstantLoad_NoWriteCarriesMoreThanMaxBatchEvents_AndEveryEventArrives()
+    {
+        using var metrics = new BrokerMetrics();
+        var counting = new LinesPerFlushStream();
+        var writer = new AuditLogWriter(new StreamAuditOutput(counting), 10_000, metrics, NullLogger.Instance);
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(t => Task.Run(() =>
+        {
+            for (var i = 0; i < 2_000; i++)
+            {
+                writer.Write(Event($"req_{t}_{i}"));
+            }
+        })));
+        await writer.DisposeAsync();
+
+        var lines = Encoding.UTF8.GetString(counting.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(8_000));
+        Assert.That(lines.Distinct().Count(), Is.EqualTo(8_000));
+        Assert.That(counting.Flushes, Has.All.LessThanOrEqualTo(AuditLogWriter.MaxBatch));
+        Assert.That(counting.Flushes.Sum(), Is.EqualTo(8_000), "every line went out with a flush");
+    }
+
+    [Test]
+    public async Task QuietWriter_FlushesEachEventOnItsOwn()
+    {
+        using var metrics = new BrokerMetrics();
+        var counting = new LinesPerFlushStream();
+        await using var writer = new AuditLogWriter(new StreamAuditOutput(counting), 100, metrics, NullLogger.Instance);
+        for (var i = 1; i <= 3; i++)
+        {
+            writer.Write(Event($"req_{i}"));
+            await WaitForAsync(() => counting.Flushes.Sum() == i);
+        }
+
+        Assert.That(counting.Flushes, Is.EqualTo(new[] { 1, 1, 1 }), "an event on an idle broker is not held back for company");
+    }
+
+    [Test]
     public async Task FileSink_AfterCopyTruncate_AppendsAtTheStartWithoutAHole()
     {
         using var metrics = new BrokerMetrics();
@@ -226,6 +292,63 @@ public sealed class AuditLogWriterTests
         {
             Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(10)), "timed out waiting for the audit writer");
             await Task.Delay(20);
+        }
+    }
+
+    /// <summary>An output that takes about a millisecond per line while <see cref="Delay"/> is set.</summary>
+    private sealed class SlowOutput(AuditOutput inner) : AuditOutput
+    {
+        public volatile bool Delay = true;
+
+        public override string Description => inner.Description;
+
+        public override void Write(ReadOnlySpan<byte> line)
+        {
+            if (Delay)
+            {
+                Thread.Sleep(1);
+            }
+
+            inner.Write(line);
+        }
+
+        public override void Flush() => inner.Flush();
+
+        public override void Reset() => inner.Reset();
+
+        protected override void Close() => inner.Dispose();
+    }
+
+    /// <summary>A memory stream that records how many lines each flush carried (flushes without new lines are not recorded).</summary>
+    private sealed class LinesPerFlushStream : MemoryStream
+    {
+        private readonly Lock _gate = new();
+        private readonly List<int> _flushes = [];
+        private long _flushedLength;
+
+        public int[] Flushes
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return [.. _flushes];
+                }
+            }
+        }
+
+        public override void Flush()
+        {
+            lock (_gate)
+            {
+                var lines = GetBuffer().AsSpan((int)_flushedLength, (int)(Length - _flushedLength)).Count((byte)'\n');
+                if (lines > 0)
+                {
+                    _flushes.Add(lines);
+                }
+
+                _flushedLength = Length;
+            }
         }
     }
 
