@@ -10,10 +10,10 @@ internal sealed class BrokerProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _stderr = new();
-    private readonly string _auditDir;
-    private readonly string _auditPath;
+    private readonly string? _auditDir;
+    private readonly string? _auditPath;
 
-    private BrokerProcess(Process process, string auditDir, string auditPath)
+    private BrokerProcess(Process process, string? auditDir, string? auditPath)
     {
         _process = process;
         _auditDir = auditDir;
@@ -67,6 +67,19 @@ internal sealed class BrokerProcess : IAsyncDisposable
             start.Environment[name] = value;
         }
 
+        return await LaunchAsync(start, brokerUrl, auditDir, auditPath);
+    }
+
+    /// <summary>Starts the reference server (<see cref="BareServer"/>, this assembly) in place of the broker.</summary>
+    public static Task<BrokerProcess> StartReferenceAsync(string url, CeilingSample sample) =>
+        LaunchAsync(new ProcessStartInfo("dotnet", [typeof(BareServer).Assembly.Location, .. BareServer.Arguments(url, sample)])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        }, url, null, null);
+
+    private static async Task<BrokerProcess> LaunchAsync(ProcessStartInfo start, string brokerUrl, string? auditDir, string? auditPath)
+    {
         var broker = new BrokerProcess(Process.Start(start)!, auditDir, auditPath);
         broker._process.ErrorDataReceived += (_, e) =>
         {
@@ -112,9 +125,9 @@ internal sealed class BrokerProcess : IAsyncDisposable
         }
     }
 
-    public int AuditLines() => File.ReadLines(_auditPath).Count();
+    public int AuditLines() => File.ReadLines(_auditPath!).Count();
 
-    public double AuditMegabytes() => new FileInfo(_auditPath).Length / 1024.0 / 1024.0;
+    public double AuditMegabytes() => new FileInfo(_auditPath!).Length / 1024.0 / 1024.0;
 
     public async ValueTask DisposeAsync()
     {
@@ -129,7 +142,10 @@ internal sealed class BrokerProcess : IAsyncDisposable
         }
 
         _process.Dispose();
-        Directory.Delete(_auditDir, true);
+        if (_auditDir is not null)
+        {
+            Directory.Delete(_auditDir, true);
+        }
     }
 
     private async Task WaitReadyAsync(HttpClient client)

@@ -11,7 +11,11 @@ using TokenBroker.Signing;
 using TokenBroker.Tokens;
 
 /// <summary>What the ceiling's loop verifies and signs: a job token with its issuer's key, and the claims of a token to issue.</summary>
-internal sealed record CeilingSample(string JobToken, JsonWebKey Key, MintRequest Issued);
+internal sealed record CeilingSample(string JobToken, JsonWebKey Key, MintRequest Issued)
+{
+    /// <summary>The issued token's header and payload segments (base64url), when the sample came from a real exchange.</summary>
+    public (string Header, string Payload)? IssuedSegments { get; init; }
+}
 
 /// <summary>
 /// The cryptographic floor of one exchange, in a tight loop on every core: read + verify the RS256 job token, mint +
@@ -48,10 +52,15 @@ internal static class Ceiling
         }
 
         var issued = JsonNode.Parse(body)!["access_token"]!.GetValue<string>().Split('.');
-        var header = JsonNode.Parse(Base64UrlEncoder.DecodeBytes(issued[0]))!;
-        var payload = JsonNode.Parse(Base64UrlEncoder.DecodeBytes(issued[1]))!.AsObject();
-        return new CeilingSample(jobToken, PublicJwk(issuer.Key("github"), issuer.KeyId("github")), FromPayload(payload, header["typ"]!.GetValue<string>()));
+        return new CeilingSample(jobToken, PublicJwk(issuer.Key("github"), issuer.KeyId("github")), FromSegments(issued[0], issued[1]))
+        {
+            IssuedSegments = (issued[0], issued[1]),
+        };
     }
+
+    /// <summary>A mint request that writes the same claims as the token whose header and payload segments these are.</summary>
+    public static MintRequest FromSegments(string header, string payload) =>
+        FromPayload(JsonNode.Parse(Base64UrlEncoder.DecodeBytes(payload))!.AsObject(), JsonNode.Parse(Base64UrlEncoder.DecodeBytes(header))!["typ"]!.GetValue<string>());
 
     /// <summary>The ceiling of the first five sessions: a 6-claim job token and a token to issue without context claims.</summary>
     public static CeilingSample Toy()
@@ -67,6 +76,8 @@ internal static class Ceiling
         };
         return new CeilingSample(token, PublicJwk(rsa, "k"), mint);
     }
+
+    public static JsonWebKey PublicJwk(string n, string e, string kid) => new() { Kty = "RSA", N = n, E = e, Kid = kid, Alg = "RS256" };
 
     private static JsonWebKey PublicJwk(System.Security.Cryptography.RSA rsa, string kid)
     {

@@ -1,15 +1,22 @@
 using System.Globalization;
 using TokenBroker.Demo;
 
-/// <summary>One build or configuration in a comparison: <c>--variant LABEL</c> followed by its own --broker/--env/--set.</summary>
-internal sealed record Variant(string Label, string BrokerDll, Dictionary<string, string> Environment, Dictionary<string, string> Settings);
+/// <summary>
+/// One build or configuration in a comparison: <c>--variant LABEL</c> followed by its own --broker/--env/--set, or by
+/// <c>--reference</c> for the reference server (<see cref="BareServer"/>) in place of the broker.
+/// </summary>
+internal sealed record Variant(string Label, string BrokerDll, Dictionary<string, string> Environment, Dictionary<string, string> Settings)
+{
+    public bool Reference { get; init; }
+}
 
 /// <summary>
 /// Interleaved A/B(/C...) rounds in one process (<c>--variant</c>, <c>--rounds</c>): this machine's speed drifts by tens of
 /// per cent over minutes, so only measurements made together compare. The job tokens are minted once and every broker
 /// run starts from an empty Redis (FLUSHALL) or its own in-memory state, so each token is still exchanged once per run
 /// and minting (RS256 signatures, the slowest part of a run) is paid once. Round r runs the variants in turn, reversed
-/// every other round, so no variant always runs first.
+/// every other round, so no variant always runs first; each round starts with the in-process ceiling, so every run has
+/// a ratio to a ceiling measured minutes, not an hour, from it.
 /// </summary>
 internal static class Compare
 {
@@ -24,23 +31,33 @@ internal static class Compare
         var httpWarmup = mint(options.Warmup);
         var wrkWarmup = mint(options.WarmupSeconds * options.WrkTokensPerSecond);
         var levelTokens = options.Levels.ToDictionary(level => level, _ => mint(options.WrkTokensPerLevel));
+
+        // The ceiling's sample (and the reference server's claims) come from one exchange at the first broker variant.
+        var first = options.Variants.FirstOrDefault(v => !v.Reference) ?? new Variant("default", options.BrokerDll, options.BrokerEnvironment, options.BrokerSettings);
+        CeilingSample sample;
+        await using (var broker = await BrokerProcess.StartAsync(options, first.BrokerDll, first.Environment, Merge(options.BrokerSettings, first.Settings), issuer, brokerUrl))
+        using (var client = BrokerProcess.Client(brokerUrl))
+        {
+            sample = await Ceiling.SampleAsync(client, issuer, mint(1)[0], options.Audience);
+        }
+
         Console.WriteLine();
-        Console.WriteLine("| round | variant | connections | exchanges/s | p50 ms | p99 ms | errors | broker CPU µs/exchange | Redis CPU µs/exchange |");
-        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-        var results = new List<(Variant Variant, int Level, LevelResult Result, double BrokerUs)>();
+        Console.WriteLine("| round | variant | connections | exchanges/s | p50 ms | p99 ms | errors | broker CPU µs/exchange | Redis CPU µs/exchange | ratio to the round's ceiling |");
+        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        var results = new List<(Variant Variant, int Level, LevelResult Result, double BrokerUs, double Ratio)>();
         for (var round = 1; round <= options.Rounds; round++)
         {
+            var rounds = Ceiling.Measure(sample, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(2), 3);
+            var ceiling = rounds.Order().ElementAt(1);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {round} | ceiling | | {ceiling:F0} (rounds {string.Join(" / ", rounds.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))}) | | | | | | |"));
             var order = round % 2 == 1 ? options.Variants : Enumerable.Reverse(options.Variants).ToList();
             foreach (var variant in order)
             {
                 redis?.FlushAll();
-                var settings = new Dictionary<string, string>(options.BrokerSettings);
-                foreach (var (key, value) in variant.Settings)
-                {
-                    settings[key] = value;
-                }
-
-                await using var broker = await BrokerProcess.StartAsync(options, variant.BrokerDll, variant.Environment, settings, issuer, brokerUrl);
+                await using var broker = variant.Reference
+                    ? await BrokerProcess.StartReferenceAsync(brokerUrl, sample)
+                    : await BrokerProcess.StartAsync(options, variant.BrokerDll, variant.Environment, Merge(options.BrokerSettings, variant.Settings), issuer, brokerUrl);
                 using (var client = BrokerProcess.Client(brokerUrl))
                 {
                     await HttpDriver.RunAsync(client, new ArraySegment<string>(httpWarmup), 8, options.Audience);
@@ -56,30 +73,42 @@ internal static class Compare
                     await broker.WaitIdleAsync();
                     var cpuBefore = ProcessStats.CpuTime(broker.Id);
                     var redisBefore = redis is null ? TimeSpan.Zero : ProcessStats.CpuTime(redis.ProcessId);
-                    var result = await Wrk.RunAsync(brokerUrl, levelTokens[level], level, options);
+                    // The reference server keeps no replay state and outruns the broker: it gets every token twice.
+                    var result = await Wrk.RunAsync(brokerUrl, variant.Reference ? [.. levelTokens[level], .. levelTokens[level]] : levelTokens[level], level, options);
                     var brokerUs = (ProcessStats.CpuTime(broker.Id) - cpuBefore).TotalMicroseconds / Math.Max(1, result.Count);
                     var redisUs = redis is null ? "-" : ((ProcessStats.CpuTime(redis.ProcessId) - redisBefore).TotalMicroseconds / Math.Max(1, result.Count)).ToString("F0", CultureInfo.InvariantCulture);
-                    results.Add((variant, level, result, brokerUs));
+                    results.Add((variant, level, result, brokerUs, result.PerSecond / ceiling));
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"| {round} | {variant.Label} | {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(99):F2} | {result.Errors} | {brokerUs:F0} | {redisUs} |"));
+                        $"| {round} | {variant.Label} | {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(99):F2} | {result.Errors} | {brokerUs:F0} | {redisUs} | {result.PerSecond / ceiling:P0} |"));
                 }
             }
         }
 
         Console.WriteLine();
-        Console.WriteLine("| variant | connections | median exchanges/s | median p99 ms | median broker CPU µs/exchange | errors |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| variant | connections | median exchanges/s | median p99 ms | median broker CPU µs/exchange | median ratio to the round's ceiling | errors |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var variant in options.Variants)
         {
             foreach (var level in options.Levels)
             {
                 var runs = results.Where(r => r.Variant == variant && r.Level == level).ToList();
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {variant.Label} | {level} | {Median(runs.Select(r => r.Result.PerSecond)):F0} | {Median(runs.Select(r => r.Result.P(99))):F2} | {Median(runs.Select(r => r.BrokerUs)):F0} | {runs.Sum(r => r.Result.Errors)} |"));
+                    $"| {variant.Label} | {level} | {Median(runs.Select(r => r.Result.PerSecond)):F0} | {Median(runs.Select(r => r.Result.P(99))):F2} | {Median(runs.Select(r => r.BrokerUs)):F0} | {Median(runs.Select(r => r.Ratio)):P0} | {runs.Sum(r => r.Result.Errors)} |"));
             }
         }
 
         return results.Any(r => r.Result.Errors > 0) ? 1 : 0;
+    }
+
+    private static Dictionary<string, string> Merge(IReadOnlyDictionary<string, string> run, IReadOnlyDictionary<string, string> variant)
+    {
+        var settings = new Dictionary<string, string>(run);
+        foreach (var (key, value) in variant)
+        {
+            settings[key] = value;
+        }
+
+        return settings;
     }
 
     private static double Median(IEnumerable<double> values)

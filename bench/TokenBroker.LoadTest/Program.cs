@@ -12,6 +12,11 @@ using TokenBroker.Tokens;
 // End-to-end exchange benchmark. Starts a fake CI issuer (in this process), the broker (a separate Release
 // process, so its CPU and RSS are its own), pre-mints unique job tokens, drives POST /token over loopback at several
 // concurrency levels, and measures the in-process cryptographic ceiling in the same run.
+if (args.Length > 0 && args[0] == BareServer.Command)
+{
+    return await BareServer.RunAsync(args);
+}
+
 var options = LoadOptions.Parse(args);
 using var redis = options.Redis ? RedisServer.Start() : null;
 if (redis is not null)
@@ -99,6 +104,12 @@ foreach (var level in options.Levels)
     var redisPerExchange = redis is null ? "-" : ((ProcessStats.CpuTime(redis.ProcessId) - redisBefore).TotalMicroseconds / Math.Max(1, result.Count)).ToString("F0", CultureInfo.InvariantCulture);
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {rss:F0} | {result.PerSecond / ceiling:P0} | {result.PerSecond / toyCeiling:P0} | {redisPerExchange} |"));
+}
+
+if (options.Bare)
+{
+    await broker.WaitIdleAsync();
+    await BareServer.MeasureAsync(options, sample, Mint(options.WrkTokensPerLevel), ceiling);
 }
 
 if (redis is not null)
@@ -379,6 +390,9 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
     /// <summary>Builds or configurations to compare in interleaved rounds (<c>--variant LABEL</c>); none for a normal run.</summary>
     public IReadOnlyList<Variant> Variants { get; init; } = [];
 
+    /// <summary>Also measure the reference server (<c>--bare</c>): HTTP and the cryptography only, see <see cref="BareServer"/>.</summary>
+    public bool Bare { get; init; }
+
     /// <summary>Rounds of a comparison (<c>--rounds</c>, default 3).</summary>
     public int Rounds { get; init; } = 3;
 
@@ -399,9 +413,20 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
         var settings = new Dictionary<string, string>();
         var environment = new Dictionary<string, string>();
         var variants = new List<Variant>();
-        for (var i = 0; i < args.Length - 1; i++)
+        for (var i = 0; i < args.Length; i++)
         {
-            var (target, env, dll) = variants.Count > 0 ? (variants[^1].Settings, variants[^1].Environment, (string?)null) : (settings, environment, broker);
+            var (target, env) = variants.Count > 0 ? (variants[^1].Settings, variants[^1].Environment) : (settings, environment);
+            if (args[i] == "--reference" && variants.Count > 0)
+            {
+                variants[^1] = variants[^1] with { Reference = true };
+                continue;
+            }
+
+            if (i == args.Length - 1)
+            {
+                break;
+            }
+
             switch (args[i])
             {
                 case "--set" or "--env":
@@ -439,6 +464,7 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
             DurationSeconds = duration,
             WrkThreads = int.Parse(Value("--wrk-threads", "2"), CultureInfo.InvariantCulture),
             Variants = variants,
+            Bare = Array.IndexOf(args, "--bare") >= 0,
             Rounds = int.Parse(Value("--rounds", "3"), CultureInfo.InvariantCulture),
 
             // More tokens than any measured end-to-end rate on two cores needs (the best so far is under 10,000

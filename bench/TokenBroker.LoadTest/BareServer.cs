@@ -1,0 +1,98 @@
+using System.Text.Json.Nodes;
+using TokenBroker.Signing;
+using TokenBroker.Tokens;
+
+/// <summary>
+/// <c>--bare</c>: a reference server with nothing but HTTP and the exchange's cryptography, to tell what the broker's
+/// own work costs against what ASP.NET Core and the machine cost anyway. <c>POST /token</c> reads the form with
+/// ASP.NET Core's reader, reads and verifies the RS256 job token with the broker's reader and verifier, mints and
+/// signs the ES256 token the broker issued for the ceiling's sample exchange (the same claims every time) with the
+/// broker's minter, and answers the RFC 8693 JSON. No rules, no replay state, no Redis, no audit line, no security
+/// headers, no request id, no metrics. It is not a token service: it checks nothing but the signature.
+/// </summary>
+internal static class BareServer
+{
+    public const string Command = "bare-server";
+
+    /// <summary>The arguments the load test starts this server with (its own dll, then these).</summary>
+    public static string[] Arguments(string url, CeilingSample sample) =>
+    [
+        Command, url, sample.Key.N, sample.Key.E, sample.Key.Kid, sample.IssuedSegments!.Value.Header, sample.IssuedSegments.Value.Payload,
+    ];
+
+    /// <summary>
+    /// Starts the reference server as its own process (this assembly, <see cref="Command"/>), warms it up and drives
+    /// each level with wrk over <paramref name="levelTokens"/> (it keeps no replay state, so the same tokens serve every
+    /// level, each twice, as it outruns the broker); prints a table in the shape of the broker's.
+    /// </summary>
+    public static async Task MeasureAsync(LoadOptions options, CeilingSample sample, string[] levelTokens, double ceiling)
+    {
+        string[] tokens = [.. levelTokens, .. levelTokens];
+        var url = $"http://127.0.0.1:{TokenBroker.Demo.FakeCiIssuer.FreePort()}";
+        await using var server = await BrokerProcess.StartReferenceAsync(url, sample);
+        await WarmUpAsync(options, url, tokens);
+        Console.WriteLine();
+        Console.WriteLine("reference server (--bare): HTTP + the same cryptography, nothing else (no rules, state, audit, headers)");
+        Console.WriteLine();
+        Console.WriteLine("| connections | exchanges/s | p50 ms | p90 ms | p99 ms | errors | server CPU % | ratio to ceiling |");
+        Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var level in options.Levels)
+        {
+            var cpuBefore = ProcessStats.CpuTime(server.Id);
+            var result = await Wrk.RunAsync(url, tokens, level, options);
+            var cpu = (ProcessStats.CpuTime(server.Id) - cpuBefore).TotalSeconds / result.Elapsed.TotalSeconds * 100;
+            Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {result.PerSecond / ceiling:P0} |"));
+        }
+    }
+
+    /// <summary>2,000 requests, then the broker's warm-up at 32 connections (tiered compilation).</summary>
+    public static async Task WarmUpAsync(LoadOptions options, string url, string[] tokens)
+    {
+        using (var client = BrokerProcess.Client(url))
+        {
+            await HttpDriver.RunAsync(client, new ArraySegment<string>(tokens, 0, Math.Min(2_000, tokens.Length)), 8, options.Audience);
+        }
+
+        await Wrk.RunAsync(url, tokens, 32, options with { DurationSeconds = Math.Max(1, options.WarmupSeconds) });
+    }
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var url = args[1];
+        var key = Ceiling.PublicJwk(args[2], args[3], args[4]);
+        var issued = Ceiling.FromSegments(args[5], args[6]);
+        using var signer = LocalKeySigner.Generate("ES256");
+        var algorithms = new HashSet<string> { "RS256" };
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls(url);
+        builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
+        var app = builder.Build();
+        app.MapGet("/readyz", () => "ok\n");
+        app.MapGet("/healthz", () => "ok\n");
+        app.MapPost("/token", async (HttpContext http) =>
+        {
+            var form = await http.Request.ReadFormAsync();
+            using var jwt = JwtReader.Read(form["subject_token"].ToString(), algorithms, new JwtReadLimits(16384, 100, 8)).Token;
+            if (jwt is null || !jwt.VerifySignature(key))
+            {
+                http.Response.StatusCode = StatusCodes.Status400BadRequest;
+                return;
+            }
+
+            var token = TokenMinter.Mint(issued, signer);
+            http.Response.ContentType = "application/json";
+            http.Response.Headers.CacheControl = "no-store";
+            await http.Response.WriteAsync(new JsonObject
+            {
+                ["access_token"] = token,
+                ["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token",
+                ["token_type"] = "Bearer",
+                ["expires_in"] = 600,
+            }.ToJsonString());
+        });
+        await app.RunAsync();
+        return 0;
+    }
+}
