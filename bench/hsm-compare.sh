@@ -35,8 +35,9 @@ while [ $# -gt 0 ]; do
     *) rest+=("$1"); shift ;;
   esac
 done
-exec dotnet bench/TokenBroker.LoadTest/bin/Release/net10.0/TokenBroker.LoadTest.dll --redis --connections "$connections" \
-  --duration 10 --warmup-seconds 8 --rounds "$rounds" "${rest[@]}" \
+# The load test takes the first occurrence of an option, so the caller's options go first and override these.
+exec dotnet bench/TokenBroker.LoadTest/bin/Release/net10.0/TokenBroker.LoadTest.dll "${rest[@]}" --redis --connections "$connections" \
+  --duration 10 --warmup-seconds 8 --rounds "$rounds" \
   --variant local-es256 \
   --variant pkcs11-es256 --set TokenBroker:Signing:Keys:0:Source=pkcs11 \
   --set "TokenBroker:Signing:Keys:0:Uri=pkcs11:token=bench;object=es256;type=private" \
