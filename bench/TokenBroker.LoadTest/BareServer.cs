@@ -30,7 +30,7 @@ internal static class BareServer
         string[] tokens = [.. levelTokens, .. levelTokens];
         var url = $"http://127.0.0.1:{TokenBroker.Demo.FakeCiIssuer.FreePort()}";
         await using var server = await BrokerProcess.StartReferenceAsync(url, sample);
-        await WarmUpAsync(options, url, tokens);
+        await server.WarmUpAsync(options, tokens[..Math.Min(2_000, tokens.Length)], tokens);
         Console.WriteLine();
         Console.WriteLine("reference server (--bare): HTTP + the same cryptography, nothing else (no rules, state, audit, headers)");
         Console.WriteLine();
@@ -38,23 +38,11 @@ internal static class BareServer
         Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var level in options.Levels)
         {
-            var cpuBefore = ProcessStats.CpuTime(server.Id);
-            var result = await Wrk.RunAsync(url, tokens, level, options);
-            var cpu = (ProcessStats.CpuTime(server.Id) - cpuBefore).TotalSeconds / result.Elapsed.TotalSeconds * 100;
+            var measured = await server.MeasureAsync(null, () => Wrk.RunAsync(url, tokens, level, options));
+            var result = measured.Result;
             Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {result.PerSecond / ceiling:P0} |"));
+                $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {measured.CpuPercent:F0} | {result.PerSecond / ceiling:P0} |"));
         }
-    }
-
-    /// <summary>2,000 requests, then the broker's warm-up at 32 connections (tiered compilation).</summary>
-    public static async Task WarmUpAsync(LoadOptions options, string url, string[] tokens)
-    {
-        using (var client = BrokerProcess.Client(url))
-        {
-            await HttpDriver.RunAsync(client, new ArraySegment<string>(tokens, 0, Math.Min(2_000, tokens.Length)), 8, options.Audience);
-        }
-
-        await Wrk.RunAsync(url, tokens, 32, options with { DurationSeconds = Math.Max(1, options.WarmupSeconds) });
     }
 
     public static async Task<int> RunAsync(string[] args)

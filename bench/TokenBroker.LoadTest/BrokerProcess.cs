@@ -2,6 +2,9 @@ using System.Diagnostics;
 using System.Text;
 using TokenBroker.Demo;
 
+/// <summary>One level's result with the server's CPU (per cent of a core, µs per exchange) and redis-server's (µs per exchange, or "-").</summary>
+internal sealed record MeasuredLevel(LevelResult Result, double CpuPercent, double CpuUsPerExchange, string RedisUsPerExchange);
+
 /// <summary>
 /// The broker under test as its own process (a Release build of <c>tokenbroker.dll serve</c>), so that its CPU time and
 /// peak RSS are its own; its audit log goes to a file in a temporary directory, deleted on dispose.
@@ -12,10 +15,12 @@ internal sealed class BrokerProcess : IAsyncDisposable
     private readonly StringBuilder _stderr = new();
     private readonly string? _auditDir;
     private readonly string? _auditPath;
+    private readonly string _url;
 
-    private BrokerProcess(Process process, string? auditDir, string? auditPath)
+    private BrokerProcess(Process process, string url, string? auditDir, string? auditPath)
     {
         _process = process;
+        _url = url;
         _auditDir = auditDir;
         _auditPath = auditPath;
     }
@@ -80,7 +85,7 @@ internal sealed class BrokerProcess : IAsyncDisposable
 
     private static async Task<BrokerProcess> LaunchAsync(ProcessStartInfo start, string brokerUrl, string? auditDir, string? auditPath)
     {
-        var broker = new BrokerProcess(Process.Start(start)!, auditDir, auditPath);
+        var broker = new BrokerProcess(Process.Start(start)!, brokerUrl, auditDir, auditPath);
         broker._process.ErrorDataReceived += (_, e) =>
         {
             lock (broker._stderr)
@@ -123,6 +128,44 @@ internal sealed class BrokerProcess : IAsyncDisposable
 
             before = now;
         }
+    }
+
+    /// <summary>
+    /// JIT, key fetch and connection pool (the HttpClient loop over <paramref name="httpTokens"/>, 8 connections), then
+    /// steady state: tiered compilation re-JITs hot methods with profile data during the first tens of seconds under
+    /// load, so wrk runs over <paramref name="wrkTokens"/> at 32 connections for the warm-up seconds (none with the C#
+    /// driver). Returns the requests sent.
+    /// </summary>
+    public async Task<int> WarmUpAsync(LoadOptions options, string[] httpTokens, string[] wrkTokens)
+    {
+        using (var client = Client(_url))
+        {
+            await HttpDriver.RunAsync(client, new ArraySegment<string>(httpTokens), 8, options.Audience);
+        }
+
+        if (options.Driver != "wrk" || options.WarmupSeconds <= 0)
+        {
+            return httpTokens.Length;
+        }
+
+        var warm = await Wrk.RunAsync(_url, wrkTokens, 32, options with { DurationSeconds = options.WarmupSeconds });
+        return httpTokens.Length + warm.Count;
+    }
+
+    /// <summary>Runs one level once this process is idle, with its CPU time and redis-server's over the level.</summary>
+    public async Task<MeasuredLevel> MeasureAsync(RedisServer? redis, Func<Task<LevelResult>> run)
+    {
+        await WaitIdleAsync();
+        var cpuBefore = ProcessStats.CpuTime(Id);
+        var redisBefore = redis is null ? TimeSpan.Zero : ProcessStats.CpuTime(redis.ProcessId);
+        var result = await run();
+        var cpu = ProcessStats.CpuTime(Id) - cpuBefore;
+        var count = Math.Max(1, result.Count);
+        return new MeasuredLevel(
+            result,
+            cpu.TotalSeconds / result.Elapsed.TotalSeconds * 100,
+            cpu.TotalMicroseconds / count,
+            redis is null ? "-" : ((ProcessStats.CpuTime(redis.ProcessId) - redisBefore).TotalMicroseconds / count).ToString("F0", System.Globalization.CultureInfo.InvariantCulture));
     }
 
     public int AuditLines() => File.ReadLines(_auditPath!).Count();

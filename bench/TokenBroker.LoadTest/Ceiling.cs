@@ -17,6 +17,15 @@ internal sealed record CeilingSample(string JobToken, JsonWebKey Key, MintReques
     public (string Header, string Payload)? IssuedSegments { get; init; }
 }
 
+/// <summary>The rounds of one ceiling measurement; the ceiling is their median (the rate moves between rounds on a shared VM).</summary>
+internal sealed record CeilingRounds(double[] Rounds)
+{
+    public double Median => Stats.Median(Rounds);
+
+    public override string ToString() => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"{Median:F0} /s (median of rounds {string.Join(" / ", Rounds.Select(r => r.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)))})");
+}
+
 /// <summary>
 /// The cryptographic floor of one exchange, in a tight loop on every core: read + verify the RS256 job token, mint +
 /// sign the ES256 token. With <see cref="SampleAsync"/> the loop works on this run's own job token and on the claims of
@@ -25,10 +34,10 @@ internal sealed record CeilingSample(string JobToken, JsonWebKey Key, MintReques
 internal static class Ceiling
 {
     /// <summary>Rates (exchanges/s) of <paramref name="count"/> rounds of <paramref name="round"/> each, after one discarded warm-up round.</summary>
-    public static double[] Measure(CeilingSample sample, TimeSpan warmUp, TimeSpan round, int count)
+    public static CeilingRounds Measure(CeilingSample sample, TimeSpan warmUp, TimeSpan round, int count)
     {
         MeasureOnce(sample, warmUp);
-        return Enumerable.Range(0, count).Select(_ => MeasureOnce(sample, round)).ToArray();
+        return new CeilingRounds(Enumerable.Range(0, count).Select(_ => MeasureOnce(sample, round)).ToArray());
     }
 
     /// <summary>

@@ -48,9 +48,8 @@ internal static class Compare
         for (var round = 1; round <= options.Rounds; round++)
         {
             var rounds = Ceiling.Measure(sample, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(2), 3);
-            var ceiling = rounds.Order().ElementAt(1);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {round} | ceiling | | {ceiling:F0} (rounds {string.Join(" / ", rounds.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))}) | | | | | | |"));
+            var ceiling = rounds.Median;
+            Console.WriteLine($"| {round} | ceiling | | {rounds} | | | | | | |");
             var order = round % 2 == 1 ? options.Variants : Enumerable.Reverse(options.Variants).ToList();
             foreach (var variant in order)
             {
@@ -58,28 +57,17 @@ internal static class Compare
                 await using var broker = variant.Reference
                     ? await BrokerProcess.StartReferenceAsync(brokerUrl, sample)
                     : await BrokerProcess.StartAsync(options, variant.BrokerDll, variant.Environment, Merge(options.BrokerSettings, variant.Settings), issuer, brokerUrl);
-                using (var client = BrokerProcess.Client(brokerUrl))
-                {
-                    await HttpDriver.RunAsync(client, new ArraySegment<string>(httpWarmup), 8, options.Audience);
-                }
-
-                if (options.WarmupSeconds > 0)
-                {
-                    await Wrk.RunAsync(brokerUrl, wrkWarmup, 32, options with { DurationSeconds = options.WarmupSeconds });
-                }
+                await broker.WarmUpAsync(options, httpWarmup, wrkWarmup);
 
                 foreach (var level in options.Levels)
                 {
-                    await broker.WaitIdleAsync();
-                    var cpuBefore = ProcessStats.CpuTime(broker.Id);
-                    var redisBefore = redis is null ? TimeSpan.Zero : ProcessStats.CpuTime(redis.ProcessId);
                     // The reference server keeps no replay state and outruns the broker: it gets every token twice.
-                    var result = await Wrk.RunAsync(brokerUrl, variant.Reference ? [.. levelTokens[level], .. levelTokens[level]] : levelTokens[level], level, options);
-                    var brokerUs = (ProcessStats.CpuTime(broker.Id) - cpuBefore).TotalMicroseconds / Math.Max(1, result.Count);
-                    var redisUs = redis is null ? "-" : ((ProcessStats.CpuTime(redis.ProcessId) - redisBefore).TotalMicroseconds / Math.Max(1, result.Count)).ToString("F0", CultureInfo.InvariantCulture);
-                    results.Add((variant, level, result, brokerUs, result.PerSecond / ceiling));
+                    var tokens = variant.Reference ? [.. levelTokens[level], .. levelTokens[level]] : levelTokens[level];
+                    var measured = await broker.MeasureAsync(redis, () => Wrk.RunAsync(brokerUrl, tokens, level, options));
+                    var result = measured.Result;
+                    results.Add((variant, level, result, measured.CpuUsPerExchange, result.PerSecond / ceiling));
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"| {round} | {variant.Label} | {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(99):F2} | {result.Errors} | {brokerUs:F0} | {redisUs} | {result.PerSecond / ceiling:P0} |"));
+                        $"| {round} | {variant.Label} | {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(99):F2} | {result.Errors} | {measured.CpuUsPerExchange:F0} | {measured.RedisUsPerExchange} | {result.PerSecond / ceiling:P0} |"));
                 }
             }
         }
@@ -93,7 +81,7 @@ internal static class Compare
             {
                 var runs = results.Where(r => r.Variant == variant && r.Level == level).ToList();
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {variant.Label} | {level} | {Median(runs.Select(r => r.Result.PerSecond)):F0} | {Median(runs.Select(r => r.Result.P(99))):F2} | {Median(runs.Select(r => r.BrokerUs)):F0} | {Median(runs.Select(r => r.Ratio)):P0} | {runs.Sum(r => r.Result.Errors)} |"));
+                    $"| {variant.Label} | {level} | {Stats.Median(runs.Select(r => r.Result.PerSecond)):F0} | {Stats.Median(runs.Select(r => r.Result.P(99))):F2} | {Stats.Median(runs.Select(r => r.BrokerUs)):F0} | {Stats.Median(runs.Select(r => r.Ratio)):P0} | {runs.Sum(r => r.Result.Errors)} |"));
             }
         }
 
@@ -111,7 +99,11 @@ internal static class Compare
         return settings;
     }
 
-    private static double Median(IEnumerable<double> values)
+}
+
+internal static class Stats
+{
+    public static double Median(IEnumerable<double> values)
     {
         var sorted = values.Order().ToArray();
         return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;

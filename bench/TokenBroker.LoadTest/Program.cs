@@ -1,12 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Text;
 using System.Text.Json.Nodes;
-using Microsoft.IdentityModel.Tokens;
 using TokenBroker.Demo;
 using TokenBroker.Exchange;
-using TokenBroker.Signing;
 using TokenBroker.Tokens;
 
 // End-to-end exchange benchmark. Starts a fake CI issuer (in this process), the broker (a separate Release
@@ -47,32 +44,26 @@ using var client = BrokerProcess.Client(brokerUrl);
 Console.WriteLine($"load driver: {options.Driver}" + (options.Driver == "wrk" ? $" ({options.DurationSeconds} s per level)" : $" ({options.RequestsPerLevel} requests per level)"));
 Console.WriteLine($"pre-minting {options.Warmup} warm-up job tokens ...");
 
-// Warm-up: JIT, key fetch, connection pool.
-var warmupTokens = Mint(options.Warmup);
-await HttpDriver.RunAsync(client, new ArraySegment<string>(warmupTokens), 8, options.Audience);
-var exchanges = options.Warmup;
 if (options.Driver == "wrk" && options.WarmupSeconds > 0)
 {
-    // Then steady state: tiered compilation re-JITs hot methods with profile data during the first tens of seconds
-    // under load. Without this, whichever level runs first is measured partly on unoptimised code (32 connections
-    // measured alone after a 2,000-request warm-up: ~3,300/s; after this: see docs/performance.md).
     Console.WriteLine($"warming up for {options.WarmupSeconds} s at 32 connections ...");
-    var warm = await Wrk.RunAsync(brokerUrl, Mint(options.WarmupSeconds * options.WrkTokensPerSecond), 32, options with { DurationSeconds = options.WarmupSeconds });
-    exchanges += warm.Count;
 }
+
+// Without the steady-state part, whichever level runs first is measured partly on unoptimised code (32 connections
+// measured alone after a 2,000-request warm-up: ~3,300/s; after it: see docs/performance.md).
+var exchanges = await broker.WarmUpAsync(
+    options, Mint(options.Warmup), options.Driver == "wrk" ? Mint(options.WarmupSeconds * options.WrkTokensPerSecond) : []);
 
 // The ceiling is measured on an idle machine: the broker may still be draining audit lines of the warm-up.
 await broker.WaitIdleAsync();
 var sample = await Ceiling.SampleAsync(client, issuer, Mint(1)[0], options.Audience);
 var rounds = Ceiling.Measure(sample, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(2), 3);
-var ceiling = rounds.Order().ElementAt(rounds.Length / 2);
+var ceiling = rounds.Median;
 var toyRounds = Ceiling.Measure(Ceiling.Toy(), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), 3);
-var toyCeiling = toyRounds.Order().ElementAt(toyRounds.Length / 2);
+var toyCeiling = toyRounds.Median;
 Console.WriteLine();
-Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"in-process ceiling (read + verify this run's RS256 job token, mint + sign the ES256 token the broker issued for it; {Environment.ProcessorCount} threads): {ceiling:F0} /s (median of rounds {string.Join(", ", rounds.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))})"));
-Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"  the same with a minimal job token (6 claims) and issued token (the ceiling of the first five sessions): {toyCeiling:F0} /s (rounds {string.Join(", ", toyRounds.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))})"));
+Console.WriteLine($"in-process ceiling (read + verify this run's RS256 job token, mint + sign the ES256 token the broker issued for it; {Environment.ProcessorCount} threads): {rounds}");
+Console.WriteLine($"  the same with a minimal job token (6 claims) and issued token (the ceiling of the first five sessions): {toyRounds}");
 
 // What HTTP alone costs here. One exchange costs the machine at least its cryptography (1 / ceiling of both cores)
 // plus a request (1 / this), so no broker exceeds 1 / (1 / ceiling + 1 / floor) exchanges/s on this machine.
@@ -92,18 +83,14 @@ foreach (var level in options.Levels)
 {
     // Unique job tokens for this level, minted before it starts so minting never competes with the measurement.
     var tokens = Mint(options.Driver == "wrk" ? options.WrkTokensPerLevel : options.RequestsPerLevel);
-    await broker.WaitIdleAsync();
-    var cpuBefore = ProcessStats.CpuTime(broker.Id);
-    var redisBefore = redis is null ? TimeSpan.Zero : ProcessStats.CpuTime(redis.ProcessId);
-    var result = options.Driver == "wrk"
-        ? await Wrk.RunAsync(brokerUrl, tokens, level, options)
-        : await HttpDriver.RunAsync(client, new ArraySegment<string>(tokens), level, options.Audience);
+    var measured = await broker.MeasureAsync(redis, () => options.Driver == "wrk"
+        ? Wrk.RunAsync(brokerUrl, tokens, level, options)
+        : HttpDriver.RunAsync(client, new ArraySegment<string>(tokens), level, options.Audience));
+    var result = measured.Result;
     exchanges += result.Count;
-    var cpu = (ProcessStats.CpuTime(broker.Id) - cpuBefore).TotalSeconds / result.Elapsed.TotalSeconds * 100;
     var rss = ProcessStats.PeakRssMb(broker.Id);
-    var redisPerExchange = redis is null ? "-" : ((ProcessStats.CpuTime(redis.ProcessId) - redisBefore).TotalMicroseconds / Math.Max(1, result.Count)).ToString("F0", CultureInfo.InvariantCulture);
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {cpu:F0} | {rss:F0} | {result.PerSecond / ceiling:P0} | {result.PerSecond / toyCeiling:P0} | {redisPerExchange} |"));
+        $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {measured.CpuPercent:F0} | {rss:F0} | {result.PerSecond / ceiling:P0} | {result.PerSecond / toyCeiling:P0} | {measured.RedisUsPerExchange} |"));
 }
 
 if (options.Bare)
