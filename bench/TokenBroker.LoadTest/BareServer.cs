@@ -27,10 +27,10 @@ internal static class BareServer
     /// </summary>
     public static async Task MeasureAsync(LoadOptions options, CeilingSample sample, string[] levelTokens, double ceiling)
     {
-        string[] tokens = [.. levelTokens, .. levelTokens];
+        var tokens = Cycle(levelTokens, 2 * levelTokens.Length);
         var url = $"http://127.0.0.1:{TokenBroker.Demo.FakeCiIssuer.FreePort()}";
         await using var server = await BrokerProcess.StartReferenceAsync(url, sample);
-        await server.WarmUpAsync(options, tokens[..Math.Min(2_000, tokens.Length)], tokens);
+        await server.WarmUpAsync(options, tokens[..Math.Min(2_000, tokens.Length)], Cycle(levelTokens, 2 * options.WarmupSeconds * options.WrkTokensPerSecond));
         Console.WriteLine();
         Console.WriteLine("reference server (--bare): HTTP + the same cryptography, nothing else (no rules, state, audit, headers)");
         Console.WriteLine();
@@ -44,6 +44,14 @@ internal static class BareServer
                 $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {measured.CpuPercent:F0} | {result.PerSecond / ceiling:P0} |"));
         }
     }
+
+    /// <summary>
+    /// <paramref name="count"/> tokens from <paramref name="tokens"/>, repeated from the start as often as needed: the
+    /// reference server keeps no replay state and outruns the broker, so it is fed the same tokens again (twice the
+    /// broker's share per second, for its level and for its warm-up) rather than more minted ones.
+    /// </summary>
+    public static string[] Cycle(string[] tokens, int count) =>
+        [.. Enumerable.Range(0, count).Select(i => tokens[i % tokens.Length])];
 
     public static async Task<int> RunAsync(string[] args)
     {

@@ -57,12 +57,11 @@ internal static class Compare
                 await using var broker = variant.Reference
                     ? await BrokerProcess.StartReferenceAsync(brokerUrl, sample)
                     : await BrokerProcess.StartAsync(options, variant.BrokerDll, variant.Environment, Merge(options.BrokerSettings, variant.Settings), issuer, brokerUrl);
-                await broker.WarmUpAsync(options, httpWarmup, wrkWarmup);
+                await broker.WarmUpAsync(options, httpWarmup, variant.Reference ? BareServer.Cycle(wrkWarmup, 2 * wrkWarmup.Length) : wrkWarmup);
 
                 foreach (var level in options.Levels)
                 {
-                    // The reference server keeps no replay state and outruns the broker: it gets every token twice.
-                    var tokens = variant.Reference ? [.. levelTokens[level], .. levelTokens[level]] : levelTokens[level];
+                    var tokens = variant.Reference ? BareServer.Cycle(levelTokens[level], 2 * levelTokens[level].Length) : levelTokens[level];
                     var measured = await broker.MeasureAsync(redis, () => Wrk.RunAsync(brokerUrl, tokens, level, options));
                     var result = measured.Result;
                     results.Add((variant, level, result, measured.CpuUsPerExchange, result.PerSecond / ceiling));
