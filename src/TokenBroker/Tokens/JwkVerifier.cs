@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.IdentityModel.Tokens;
 
 namespace TokenBroker.Tokens;
@@ -25,15 +26,17 @@ internal static class JwkVerifier
         var key = Keys.GetValue(jwk, static k => PublicKey.Import(k));
         if (key.Rsa is null && key.EcDsa is null && key.CanTryCertificate)
         {
-            return VerifyWithIdentityModel(jwk, algorithm, signingInput, signature);
+            // RFC 8017 8.1.2/8.2.2 step 1: an RSA signature is exactly as long as the modulus. OpenSSL also accepts
+            // one with its leading zero octets dropped (a second encoding of the same signature), so check here.
+            return (family == 'E' || signature.Length == key.CertificateRsaOctets) && VerifyWithIdentityModel(jwk, algorithm, signingInput, signature);
         }
 
         try
         {
             return family switch
             {
-                'R' => key.Rsa is { KeySize: >= 2048 } rsa && rsa.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pkcs1),
-                'P' => key.Rsa is { KeySize: >= 2048 } pss && pss.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pss),
+                'R' => key.Rsa is { KeySize: >= 2048 } rsa && signature.Length == Octets(rsa) && rsa.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pkcs1),
+                'P' => key.Rsa is { KeySize: >= 2048 } pss && signature.Length == Octets(pss) && pss.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pss),
                 _ => key.EcDsa is { } ec && key.Algorithm == algorithm &&
                      ec.VerifyData(signingInput, signature, hash, DSASignatureFormat.IeeeP1363FixedFieldConcatenation),
             };
@@ -43,6 +46,9 @@ internal static class JwkVerifier
             return false;
         }
     }
+
+    /// <summary>k, the length of the modulus in octets: the only length an RSA signature may have.</summary>
+    private static int Octets(RSA rsa) => (rsa.KeySize + 7) / 8;
 
     /// <summary>The slow path for certificate-only keys: a signature provider per call, as IdentityModel does it.</summary>
     private static bool VerifyWithIdentityModel(JsonWebKey jwk, string algorithm, ReadOnlySpan<byte> signingInput, ReadOnlySpan<byte> signature)
@@ -95,6 +101,9 @@ internal static class JwkVerifier
         /// <summary>The JWK has no RSA or EC parameters but an <c>x5c</c> chain: IdentityModel takes the key from the certificate.</summary>
         public bool CanTryCertificate { get; private init; }
 
+        /// <summary>With <see cref="CanTryCertificate"/>: the modulus length in octets of the first certificate's RSA key, -1 without one.</summary>
+        public int CertificateRsaOctets { get; private init; } = -1;
+
         public static PublicKey Import(JsonWebKey jwk)
         {
             try
@@ -129,7 +138,21 @@ internal static class JwkVerifier
                 return new PublicKey(); // an unusable key verifies nothing
             }
 
-            return new PublicKey { CanTryCertificate = jwk.X5c.Count > 0 };
+            return jwk.X5c.Count > 0 ? new PublicKey { CanTryCertificate = true, CertificateRsaOctets = CertificateOctets(jwk.X5c[0]) } : new PublicKey();
+        }
+
+        private static int CertificateOctets(string x5c)
+        {
+            try
+            {
+                using var certificate = X509CertificateLoader.LoadCertificate(Convert.FromBase64String(x5c));
+                using var rsa = certificate.GetRSAPublicKey();
+                return rsa is null ? -1 : Octets(rsa);
+            }
+            catch (Exception e) when (e is CryptographicException or FormatException)
+            {
+                return -1;
+            }
         }
     }
 }

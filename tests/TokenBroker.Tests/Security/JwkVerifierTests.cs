@@ -149,6 +149,36 @@ public sealed class JwkVerifierTests
         });
     }
 
+    [TestCase("RS256", false)]
+    [TestCase("PS256", false)]
+    [TestCase("RS256", true)]
+    [TestCase("PS256", true)]
+    public void AnRsaSignatureWithItsLeadingZeroDropped_DoesNotVerify(string algorithm, bool certificateOnly)
+    {
+        // One signature in 256 starts with a zero octet; OpenSSL accepts it without that octet too (the same number).
+        // RFC 8017 wants exactly the modulus length, so the shorter encoding must fail, and the full one still verify.
+        var (key, jwk) = Rsa(2048);
+        using var _ = key;
+        if (certificateOnly)
+        {
+            var request = new CertificateRequest("CN=issuer", (RSA)key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+            using var certificate = request.CreateSelfSigned(DateTimeOffset.Now.AddDays(-1), DateTimeOffset.Now.AddDays(1));
+            jwk = new JsonWebKey { Kty = "RSA", Kid = "c" };
+            jwk.X5c.Add(Convert.ToBase64String(certificate.Export(X509ContentType.Cert)));
+        }
+
+        var (input, signature) = Enumerable.Range(0, 20_000)
+            .Select(i => Encoding.ASCII.GetBytes($"{Encoding.ASCII.GetString(Input)}{i}"))
+            .Select(i => (Input: i, Signature: Sign(key, algorithm, i)))
+            .First(p => p.Signature[0] == 0);
+        Assert.Multiple(() =>
+        {
+            Assert.That(JwkVerifier.Verify(jwk, algorithm, input, signature), Is.True);
+            Assert.That(JwkVerifier.Verify(jwk, algorithm, input, signature.AsSpan(1)), Is.False, "leading zero dropped");
+            Assert.That(JwkVerifier.Verify(jwk, algorithm, input, [0, .. signature]), Is.False, "a zero octet added");
+        });
+    }
+
     [Test]
     public void OneCachedKey_VerifiesCorrectlyFromManyThreadsAtOnce()
     {
