@@ -24,19 +24,26 @@ internal static class JwkVerifier
         }
 
         var key = Keys.GetValue(jwk, static k => PublicKey.Import(k));
+
+        // RFC 8017 8.1.2/8.2.2 step 1: an RSA signature is exactly as long as the modulus. OpenSSL also accepts one
+        // with its leading zero octets dropped (a second encoding of the same signature), so the length is checked
+        // here, for a key from the JWK's parameters and from its certificate alike.
+        if (family != 'E' && signature.Length != key.RsaOctets)
+        {
+            return false;
+        }
+
         if (key.Rsa is null && key.EcDsa is null && key.CanTryCertificate)
         {
-            // RFC 8017 8.1.2/8.2.2 step 1: an RSA signature is exactly as long as the modulus. OpenSSL also accepts
-            // one with its leading zero octets dropped (a second encoding of the same signature), so check here.
-            return (family == 'E' || signature.Length == key.CertificateRsaOctets) && VerifyWithIdentityModel(jwk, algorithm, signingInput, signature);
+            return VerifyWithIdentityModel(jwk, algorithm, signingInput, signature);
         }
 
         try
         {
             return family switch
             {
-                'R' => key.Rsa is { KeySize: >= 2048 } rsa && signature.Length == Octets(rsa) && rsa.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pkcs1),
-                'P' => key.Rsa is { KeySize: >= 2048 } pss && signature.Length == Octets(pss) && pss.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pss),
+                'R' => key.Rsa is { KeySize: >= 2048 } rsa && rsa.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pkcs1),
+                'P' => key.Rsa is { KeySize: >= 2048 } pss && pss.VerifyData(signingInput, signature, hash, RSASignaturePadding.Pss),
                 _ => key.EcDsa is { } ec && key.Algorithm == algorithm &&
                      ec.VerifyData(signingInput, signature, hash, DSASignatureFormat.IeeeP1363FixedFieldConcatenation),
             };
@@ -101,8 +108,8 @@ internal static class JwkVerifier
         /// <summary>The JWK has no RSA or EC parameters but an <c>x5c</c> chain: IdentityModel takes the key from the certificate.</summary>
         public bool CanTryCertificate { get; private init; }
 
-        /// <summary>With <see cref="CanTryCertificate"/>: the modulus length in octets of the first certificate's RSA key, -1 without one.</summary>
-        public int CertificateRsaOctets { get; private init; } = -1;
+        /// <summary>The RSA modulus length in octets (of the JWK's key, or else of its first certificate's), -1 without an RSA key.</summary>
+        public int RsaOctets { get; private init; } = -1;
 
         public static PublicKey Import(JsonWebKey jwk)
         {
@@ -110,7 +117,8 @@ internal static class JwkVerifier
             {
                 if (jwk.Kty == JsonWebAlgorithmsKeyTypes.RSA && !string.IsNullOrEmpty(jwk.N) && !string.IsNullOrEmpty(jwk.E))
                 {
-                    return new PublicKey { Rsa = RSA.Create(new RSAParameters { Modulus = Base64UrlEncoder.DecodeBytes(jwk.N), Exponent = Base64UrlEncoder.DecodeBytes(jwk.E) }) };
+                    var rsa = RSA.Create(new RSAParameters { Modulus = Base64UrlEncoder.DecodeBytes(jwk.N), Exponent = Base64UrlEncoder.DecodeBytes(jwk.E) });
+                    return new PublicKey { Rsa = rsa, RsaOctets = Octets(rsa) };
                 }
 
                 if (jwk.Kty == JsonWebAlgorithmsKeyTypes.EllipticCurve && !string.IsNullOrEmpty(jwk.X) && !string.IsNullOrEmpty(jwk.Y))
@@ -138,7 +146,7 @@ internal static class JwkVerifier
                 return new PublicKey(); // an unusable key verifies nothing
             }
 
-            return jwk.X5c.Count > 0 ? new PublicKey { CanTryCertificate = true, CertificateRsaOctets = CertificateOctets(jwk.X5c[0]) } : new PublicKey();
+            return jwk.X5c.Count > 0 ? new PublicKey { CanTryCertificate = true, RsaOctets = CertificateOctets(jwk.X5c[0]) } : new PublicKey();
         }
 
         private static int CertificateOctets(string x5c)
