@@ -26,16 +26,10 @@ internal static class JwkVerifier
         var key = Keys.GetValue(jwk, static k => PublicKey.Import(k));
 
         // RFC 8017 8.1.2/8.2.2 step 1: an RSA signature is exactly as long as the modulus. OpenSSL also accepts one
-        // with its leading zero octets dropped (a second encoding of the same signature), so the length is checked
-        // here, for a key from the JWK's parameters and from its certificate alike.
-        if (family != 'E' && signature.Length != key.RsaOctets)
+        // with its leading zero octets dropped (a second encoding of the same signature), so the length is checked here.
+        if (family != 'E' && (key.Rsa is null || signature.Length != Octets(key.Rsa)))
         {
             return false;
-        }
-
-        if (key.Rsa is null && key.EcDsa is null && key.CanTryCertificate)
-        {
-            return VerifyWithIdentityModel(jwk, algorithm, signingInput, signature);
         }
 
         try
@@ -56,29 +50,6 @@ internal static class JwkVerifier
 
     /// <summary>k, the length of the modulus in octets: the only length an RSA signature may have.</summary>
     private static int Octets(RSA rsa) => (rsa.KeySize + 7) / 8;
-
-    /// <summary>The slow path for certificate-only keys: a signature provider per call, as IdentityModel does it.</summary>
-    private static bool VerifyWithIdentityModel(JsonWebKey jwk, string algorithm, ReadOnlySpan<byte> signingInput, ReadOnlySpan<byte> signature)
-    {
-        var factory = jwk.CryptoProviderFactory;
-        SignatureProvider? provider = null;
-        try
-        {
-            provider = factory.CreateForVerifying(jwk, algorithm);
-            return provider.Verify(signingInput.ToArray(), signature.ToArray());
-        }
-        catch (Exception e) when (e is SecurityTokenException or NotSupportedException or ArgumentException or CryptographicException)
-        {
-            return false;
-        }
-        finally
-        {
-            if (provider is not null)
-            {
-                factory.ReleaseSignatureProvider(provider);
-            }
-        }
-    }
 
     private static bool Parse(string algorithm, out char family, out HashAlgorithmName hash)
     {
@@ -105,20 +76,13 @@ internal static class JwkVerifier
         public ECDsa? EcDsa { get; private init; }
         public string? Algorithm { get; private init; }
 
-        /// <summary>The JWK has no RSA or EC parameters but an <c>x5c</c> chain: IdentityModel takes the key from the certificate.</summary>
-        public bool CanTryCertificate { get; private init; }
-
-        /// <summary>The RSA modulus length in octets (of the JWK's key, or else of its first certificate's), -1 without an RSA key.</summary>
-        public int RsaOctets { get; private init; } = -1;
-
         public static PublicKey Import(JsonWebKey jwk)
         {
             try
             {
                 if (jwk.Kty == JsonWebAlgorithmsKeyTypes.RSA && !string.IsNullOrEmpty(jwk.N) && !string.IsNullOrEmpty(jwk.E))
                 {
-                    var rsa = RSA.Create(new RSAParameters { Modulus = Base64UrlEncoder.DecodeBytes(jwk.N), Exponent = Base64UrlEncoder.DecodeBytes(jwk.E) });
-                    return new PublicKey { Rsa = rsa, RsaOctets = Octets(rsa) };
+                    return new PublicKey { Rsa = RSA.Create(new RSAParameters { Modulus = Base64UrlEncoder.DecodeBytes(jwk.N), Exponent = Base64UrlEncoder.DecodeBytes(jwk.E) }) };
                 }
 
                 if (jwk.Kty == JsonWebAlgorithmsKeyTypes.EllipticCurve && !string.IsNullOrEmpty(jwk.X) && !string.IsNullOrEmpty(jwk.Y))
@@ -146,20 +110,24 @@ internal static class JwkVerifier
                 return new PublicKey(); // an unusable key verifies nothing
             }
 
-            return jwk.X5c.Count > 0 ? new PublicKey { CanTryCertificate = true, RsaOctets = CertificateOctets(jwk.X5c[0]) } : new PublicKey();
+            return jwk.Kty == JsonWebAlgorithmsKeyTypes.RSA && jwk.X5c.Count > 0 ? FromCertificate(jwk.X5c[0]) : new PublicKey();
         }
 
-        private static int CertificateOctets(string x5c)
+        /// <summary>
+        /// An RSA JWK with no <c>n</c>/<c>e</c> but an <c>x5c</c> chain: the public key of its first certificate (RFC 7517
+        /// section 4.7), imported once like the parameters and held to the same rules (RSA of at least 2048 bits). The
+        /// chain is not validated: the JWKS itself is the trust anchor, fetched over https from the issuer.
+        /// </summary>
+        private static PublicKey FromCertificate(string x5c)
         {
             try
             {
                 using var certificate = X509CertificateLoader.LoadCertificate(Convert.FromBase64String(x5c));
-                using var rsa = certificate.GetRSAPublicKey();
-                return rsa is null ? -1 : Octets(rsa);
+                return new PublicKey { Rsa = certificate.GetRSAPublicKey() };
             }
             catch (Exception e) when (e is CryptographicException or FormatException)
             {
-                return -1;
+                return new PublicKey();
             }
         }
     }

@@ -132,6 +132,26 @@ public sealed class JwkVerifierTests
         });
     }
 
+    [TestCase("RS256")]
+    [TestCase("PS256")]
+    public void AnRsaKeyUnder2048Bits_VerifiesNothing_AlsoWhenGivenOnlyAsACertificate(string algorithm)
+    {
+        // The certificate path used to hand such a key to IdentityModel, whose floor for verifying is 1024 bits.
+        using var rsa = RSA.Create(1024);
+        var request = new CertificateRequest("CN=issuer", rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.Now.AddDays(-1), DateTimeOffset.Now.AddDays(1));
+        var certificateOnly = new JsonWebKey { Kty = "RSA", Kid = "c" };
+        certificateOnly.X5c.Add(Convert.ToBase64String(certificate.Export(X509ContentType.Cert)));
+        var parameters = rsa.ExportParameters(false);
+        var fromParameters = new JsonWebKey { Kty = "RSA", Kid = "p", N = Base64UrlEncoder.Encode(parameters.Modulus), E = Base64UrlEncoder.Encode(parameters.Exponent) };
+        var signature = Sign(rsa, algorithm, Input);
+        Assert.Multiple(() =>
+        {
+            Assert.That(JwkVerifier.Verify(certificateOnly, algorithm, Input, signature), Is.False, "certificate");
+            Assert.That(JwkVerifier.Verify(fromParameters, algorithm, Input, signature), Is.False, "n and e");
+        });
+    }
+
     [Test]
     public void AKeyGivenOnlyAsACertificate_StillVerifies()
     {
