@@ -1,5 +1,9 @@
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging.Abstractions;
+using TokenBroker.Exchange;
 using TokenBroker.Signing;
+using TokenBroker.State;
+using TokenBroker.State.Redis;
 using TokenBroker.Tokens;
 
 /// <summary>
@@ -9,15 +13,23 @@ using TokenBroker.Tokens;
 /// signs the ES256 token the broker issued for the ceiling's sample exchange (the same claims every time) with the
 /// broker's minter, and answers the RFC 8693 JSON. No rules, no replay state, no Redis, no audit line, no security
 /// headers, no request id, no metrics. It is not a token service: it checks nothing but the signature.
+/// <para>
+/// With a Redis endpoint (<c>--bare</c> with <c>--redis</c>, or <c>--reference-state</c> after a comparison's
+/// <c>--reference</c>) it also makes the broker's replay write for every token, through the broker's own
+/// <see cref="RedisStateStore"/>: the same pipelined replay mark and issued-token record, one round trip, refusing a
+/// replay. That is the least any broker whose replay state is shared by its replicas must add to HTTP and the
+/// cryptography, so its rate bounds what such a broker can reach on this machine.
+/// </para>
 /// </summary>
 internal static class BareServer
 {
     public const string Command = "bare-server";
 
     /// <summary>The arguments the load test starts this server with (its own dll, then these).</summary>
-    public static string[] Arguments(string url, CeilingSample sample) =>
+    public static string[] Arguments(string url, CeilingSample sample, string? redisEndpoint = null) =>
     [
         Command, url, sample.Key.N, sample.Key.E, sample.Key.Kid, sample.IssuedSegments!.Value.Header, sample.IssuedSegments.Value.Payload,
+        .. redisEndpoint is null ? Array.Empty<string>() : [redisEndpoint],
     ];
 
     /// <summary>
@@ -25,20 +37,28 @@ internal static class BareServer
     /// each level with wrk over <paramref name="levelTokens"/> (it keeps no replay state, so the same tokens serve every
     /// level, each twice, as it outruns the broker); prints a table in the shape of the broker's.
     /// </summary>
-    public static async Task MeasureAsync(LoadOptions options, CeilingSample sample, string[] levelTokens, double ceiling)
+    public static async Task MeasureAsync(LoadOptions options, CeilingSample sample, string[] levelTokens, double ceiling, RedisServer? redis = null, Func<int, string[]>? mint = null)
     {
-        var tokens = Cycle(levelTokens, 2 * levelTokens.Length);
+        // Without state the server is fed every token twice; with state each token once (a second use is a replay).
+        var tokens = redis is null ? Cycle(levelTokens, 2 * levelTokens.Length) : levelTokens;
         var url = $"http://127.0.0.1:{TokenBroker.Demo.FakeCiIssuer.FreePort()}";
-        await using var server = await BrokerProcess.StartReferenceAsync(url, sample);
-        await server.WarmUpAsync(options, tokens[..Math.Min(2_000, tokens.Length)], Cycle(levelTokens, 2 * options.WarmupSeconds * options.WrkTokensPerSecond));
+        redis?.FlushAll();
+        await using var server = await BrokerProcess.StartReferenceAsync(url, sample, redis is null ? null : $"127.0.0.1:{redis.Port}");
+        await server.WarmUpAsync(
+            options,
+            redis is null ? tokens[..Math.Min(2_000, tokens.Length)] : mint!(options.Warmup),
+            redis is null ? Cycle(levelTokens, 2 * options.WarmupSeconds * options.WrkTokensPerSecond) : mint!(options.WarmupSeconds * options.WrkTokensPerSecond));
         Console.WriteLine();
-        Console.WriteLine("reference server (--bare): HTTP + the same cryptography, nothing else (no rules, state, audit, headers)");
+        Console.WriteLine(redis is null
+            ? "reference server (--bare): HTTP + the same cryptography, nothing else (no rules, state, audit, headers)"
+            : "reference server with the replay write (--bare --redis): HTTP + the same cryptography + the broker's one Redis round trip, nothing else");
         Console.WriteLine();
         Console.WriteLine("| connections | exchanges/s | p50 ms | p90 ms | p99 ms | errors | server CPU % | ratio to ceiling |");
         Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var level in options.Levels)
         {
-            var measured = await server.MeasureAsync(null, () => Wrk.RunAsync(url, tokens, level, options));
+            var levelTokensOnce = redis is null ? tokens : mint!(options.WrkTokensPerLevel);
+            var measured = await server.MeasureAsync(redis, () => Wrk.RunAsync(url, levelTokensOnce, level, options));
             var result = measured.Result;
             Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"| {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(90):F2} | {result.P(99):F2} | {result.Errors} | {measured.CpuPercent:F0} | {result.PerSecond / ceiling:P0} |"));
@@ -60,6 +80,9 @@ internal static class BareServer
         var issued = Ceiling.FromSegments(args[5], args[6]);
         using var signer = LocalKeySigner.Generate("ES256");
         var algorithms = new HashSet<string> { "RS256" };
+        using var state = args.Length > 7
+            ? await RedisStateStore.ConnectAsync(new RedisStateOptions { Endpoints = [args[7]] }, TimeProvider.System, NullLogger.Instance)
+            : null;
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls(url);
@@ -72,6 +95,12 @@ internal static class BareServer
             var form = await http.Request.ReadFormAsync();
             using var jwt = JwtReader.Read(form["subject_token"].ToString(), algorithms, new JwtReadLimits(16384, 100, 8)).Token;
             if (jwt is null || !jwt.VerifySignature(key))
+            {
+                http.Response.StatusCode = StatusCodes.Status400BadRequest;
+                return;
+            }
+
+            if (state is not null && !await ConsumeAsync(state, jwt, issued))
             {
                 http.Response.StatusCode = StatusCodes.Status400BadRequest;
                 return;
@@ -90,5 +119,29 @@ internal static class BareServer
         });
         await app.RunAsync();
         return 0;
+    }
+
+    // The broker's step 6 (ExchangeHandler): the replay key of (iss, jti), and the issued-token record, in one round trip.
+    private static async ValueTask<bool> ConsumeAsync(RedisStateStore state, ParsedJwt jwt, MintRequest issued)
+    {
+        var payload = jwt.Payload;
+        var replayKey = ExchangeHandler.ReplayKey(payload.GetProperty("iss").GetString()!, payload.GetProperty("jti").GetString()!);
+        var now = DateTimeOffset.UtcNow;
+        var record = new IssuedTokenRecord
+        {
+            Jti = StateKeys.ShardTag(replayKey) + TokenMinter.NewJti(),
+            ExpiresAt = now + (issued.ExpiresAt - issued.IssuedAt),
+            IssuedAt = now,
+            Subject = issued.Subject,
+            Rule = "deploy-production",
+            Provider = "github",
+            RepositoryId = Claim(payload, "repository_id"),
+            OwnerId = Claim(payload, "repository_owner_id"),
+            RunId = Claim(payload, "run_id"),
+        };
+        return await state.TryConsumeAsync(replayKey, DateTimeOffset.FromUnixTimeSeconds(payload.GetProperty("exp").GetInt64()).AddMinutes(1), record, CancellationToken.None);
+
+        static string? Claim(System.Text.Json.JsonElement payload, string name) =>
+            payload.TryGetProperty(name, out var value) ? value.ToString() : null;
     }
 }

@@ -76,8 +76,8 @@ internal sealed class BrokerProcess : IAsyncDisposable
     }
 
     /// <summary>Starts the reference server (<see cref="BareServer"/>, this assembly) in place of the broker.</summary>
-    public static Task<BrokerProcess> StartReferenceAsync(string url, CeilingSample sample) =>
-        LaunchAsync(new ProcessStartInfo("dotnet", [typeof(BareServer).Assembly.Location, .. BareServer.Arguments(url, sample)])
+    public static Task<BrokerProcess> StartReferenceAsync(string url, CeilingSample sample, string? redisEndpoint = null) =>
+        LaunchAsync(new ProcessStartInfo("dotnet", [typeof(BareServer).Assembly.Location, .. BareServer.Arguments(url, sample, redisEndpoint)])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

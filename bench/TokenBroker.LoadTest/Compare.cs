@@ -8,6 +8,12 @@ using TokenBroker.Demo;
 internal sealed record Variant(string Label, string BrokerDll, Dictionary<string, string> Environment, Dictionary<string, string> Settings)
 {
     public bool Reference { get; init; }
+
+    /// <summary>The reference server also makes the broker's replay write (<c>--reference-state</c>, needs <c>--redis</c>).</summary>
+    public bool ReferenceState { get; init; }
+
+    /// <summary>wrk threads for this variant's levels (<c>--wrk-threads</c> after its <c>--variant</c>), else the run's.</summary>
+    public int? WrkThreads { get; init; }
 }
 
 /// <summary>
@@ -55,14 +61,14 @@ internal static class Compare
             {
                 redis?.FlushAll();
                 await using var broker = variant.Reference
-                    ? await BrokerProcess.StartReferenceAsync(brokerUrl, sample)
+                    ? await BrokerProcess.StartReferenceAsync(brokerUrl, sample, variant.ReferenceState && redis is not null ? $"127.0.0.1:{redis.Port}" : null)
                     : await BrokerProcess.StartAsync(options, variant.BrokerDll, variant.Environment, Merge(options.BrokerSettings, variant.Settings), issuer, brokerUrl);
-                await broker.WarmUpAsync(options, httpWarmup, variant.Reference ? BareServer.Cycle(wrkWarmup, 2 * wrkWarmup.Length) : wrkWarmup);
+                await broker.WarmUpAsync(options, httpWarmup, variant.Reference && !variant.ReferenceState ? BareServer.Cycle(wrkWarmup, 2 * wrkWarmup.Length) : wrkWarmup);
 
                 foreach (var level in options.Levels)
                 {
-                    var tokens = variant.Reference ? BareServer.Cycle(levelTokens[level], 2 * levelTokens[level].Length) : levelTokens[level];
-                    var measured = await broker.MeasureAsync(redis, () => Wrk.RunAsync(brokerUrl, tokens, level, options));
+                    var tokens = variant.Reference && !variant.ReferenceState ? BareServer.Cycle(levelTokens[level], 2 * levelTokens[level].Length) : levelTokens[level];
+                    var measured = await broker.MeasureAsync(redis, () => Wrk.RunAsync(brokerUrl, tokens, level, variant.WrkThreads is { } threads ? options with { WrkThreads = threads } : options));
                     var result = measured.Result;
                     results.Add((variant, level, result, measured.CpuUsPerExchange, result.PerSecond / ceiling));
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

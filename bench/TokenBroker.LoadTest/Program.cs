@@ -108,6 +108,13 @@ if (redis is not null)
 // Every request (granted or refused) leaves one audit line; the writer may still be draining its buffer.
 await broker.WaitIdleAsync();
 Console.WriteLine($"audit events written: {broker.AuditLines()} ({broker.AuditMegabytes():F1} MiB)");
+
+// With Redis, the reference server again, now with the broker's replay write (its table bounds any broker whose replay
+// state lives in Redis on this machine). After the figures above: it empties Redis first.
+if (options.Bare && redis is not null)
+{
+    await BareServer.MeasureAsync(options, sample, [], ceiling, redis, Mint);
+}
 return 0;
 
 /// <summary>The earlier C# driver: an HttpClient loop over the tokens on <c>connections</c> concurrent requests.</summary>
@@ -401,6 +408,14 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
             return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
         }
 
+        // --wrk-threads after a --variant is that variant's own (see below); only one before the first --variant is the run's.
+        int RunWrkThreads()
+        {
+            var i = Array.IndexOf(args, "--wrk-threads");
+            var firstVariant = Array.IndexOf(args, "--variant");
+            return i >= 0 && i + 1 < args.Length && (firstVariant < 0 || i < firstVariant) ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : 2;
+        }
+
         // --set, --env and --broker before the first --variant are the run's own; after a --variant LABEL they belong
         // to that variant, which starts from the run's (Redis endpoint included) and adds its own.
         var broker = "src/TokenBroker/bin/Release/net10.0/tokenbroker.dll";
@@ -413,6 +428,12 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
             if (args[i] == "--reference" && variants.Count > 0)
             {
                 variants[^1] = variants[^1] with { Reference = true };
+                continue;
+            }
+
+            if (args[i] == "--reference-state" && variants.Count > 0)
+            {
+                variants[^1] = variants[^1] with { Reference = true, ReferenceState = true };
                 continue;
             }
 
@@ -432,6 +453,9 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
                     break;
                 case "--broker":
                     variants[^1] = variants[^1] with { BrokerDll = args[i + 1] };
+                    break;
+                case "--wrk-threads" when variants.Count > 0:
+                    variants[^1] = variants[^1] with { WrkThreads = int.Parse(args[i + 1], CultureInfo.InvariantCulture) };
                     break;
                 case "--variant":
                     variants.Add(new Variant(args[i + 1], broker, new Dictionary<string, string>(environment), new Dictionary<string, string>(settings)));
@@ -456,7 +480,7 @@ internal sealed record LoadOptions(string BrokerDll, int[] Levels, int RequestsP
             BrokerEnvironment = environment,
             WarmupSeconds = int.Parse(Value("--warmup-seconds", "15"), CultureInfo.InvariantCulture),
             DurationSeconds = duration,
-            WrkThreads = int.Parse(Value("--wrk-threads", "2"), CultureInfo.InvariantCulture),
+            WrkThreads = RunWrkThreads(),
             Variants = variants,
             Bare = Array.IndexOf(args, "--bare") >= 0,
             Rounds = int.Parse(Value("--rounds", "3"), CultureInfo.InvariantCulture),
