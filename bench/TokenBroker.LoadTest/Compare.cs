@@ -48,9 +48,9 @@ internal static class Compare
         }
 
         Console.WriteLine();
-        Console.WriteLine("| round | variant | connections | exchanges/s | p50 ms | p99 ms | errors | broker CPU µs/exchange | Redis CPU µs/exchange | ratio to the round's ceiling |");
-        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        var results = new List<(Variant Variant, int Level, LevelResult Result, double BrokerUs, double Ratio)>();
+        Console.WriteLine("| round | variant | connections | exchanges/s | p50 ms | p99 ms | errors | broker CPU µs/exchange | Redis CPU µs/exchange | peak RSS MB | ratio to the round's ceiling |");
+        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        var results = new List<(Variant Variant, int Level, LevelResult Result, double BrokerUs, double Ratio, double RssMb)>();
         for (var round = 1; round <= options.Rounds; round++)
         {
             var rounds = Ceiling.Measure(sample, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(2), 3);
@@ -70,23 +70,25 @@ internal static class Compare
                     var tokens = variant.Reference && !variant.ReferenceState ? BareServer.Cycle(levelTokens[level], 2 * levelTokens[level].Length) : levelTokens[level];
                     var measured = await broker.MeasureAsync(redis, () => Wrk.RunAsync(brokerUrl, tokens, level, variant.WrkThreads is { } threads ? options with { WrkThreads = threads } : options));
                     var result = measured.Result;
-                    results.Add((variant, level, result, measured.CpuUsPerExchange, result.PerSecond / ceiling));
+                    // The server's peak RSS so far (VmHWM): its whole life up to the end of this level, warm-up included.
+                    var rss = ProcessStats.PeakRssMb(broker.Id);
+                    results.Add((variant, level, result, measured.CpuUsPerExchange, result.PerSecond / ceiling, rss));
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"| {round} | {variant.Label} | {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(99):F2} | {result.Errors} | {measured.CpuUsPerExchange:F0} | {measured.RedisUsPerExchange} | {result.PerSecond / ceiling:P0} |"));
+                        $"| {round} | {variant.Label} | {level} | {result.PerSecond:F0} | {result.P(50):F2} | {result.P(99):F2} | {result.Errors} | {measured.CpuUsPerExchange:F0} | {measured.RedisUsPerExchange} | {rss:F0} | {result.PerSecond / ceiling:P0} |"));
                 }
             }
         }
 
         Console.WriteLine();
-        Console.WriteLine("| variant | connections | median exchanges/s | median p99 ms | median broker CPU µs/exchange | median ratio to the round's ceiling | errors |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| variant | connections | median exchanges/s | median p99 ms | median broker CPU µs/exchange | median ratio to the round's ceiling | highest peak RSS MB | errors |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var variant in options.Variants)
         {
             foreach (var level in options.Levels)
             {
                 var runs = results.Where(r => r.Variant == variant && r.Level == level).ToList();
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {variant.Label} | {level} | {Stats.Median(runs.Select(r => r.Result.PerSecond)):F0} | {Stats.Median(runs.Select(r => r.Result.P(99))):F2} | {Stats.Median(runs.Select(r => r.BrokerUs)):F0} | {Stats.Median(runs.Select(r => r.Ratio)):P0} | {runs.Sum(r => r.Result.Errors)} |"));
+                    $"| {variant.Label} | {level} | {Stats.Median(runs.Select(r => r.Result.PerSecond)):F0} | {Stats.Median(runs.Select(r => r.Result.P(99))):F2} | {Stats.Median(runs.Select(r => r.BrokerUs)):F0} | {Stats.Median(runs.Select(r => r.Ratio)):P0} | {runs.Max(r => r.RssMb):F0} | {runs.Sum(r => r.Result.Errors)} |"));
             }
         }
 
