@@ -10,7 +10,7 @@ namespace TokenBroker.Audit;
 /// <summary>
 /// The audit log: one JSON line per event (<see cref="AuditJson"/>) on standard output or in a file, separate from
 /// the application log. Requests hand events to a bounded buffer and a single background writer serialises and
-/// writes them, flushing whenever the buffer runs empty. A full buffer makes the request wait (counted in
+/// writes them, flushing whenever the buffer runs empty, and under load at most once per flush interval. A full buffer makes the request wait (counted in
 /// <c>tokenbroker.audit.blocked</c>) rather than drop an event; a write that fails is retried once after reopening
 /// the sink, then counted in <c>tokenbroker.audit.write_failures</c> and reported in the application log. Disposal
 /// (host shutdown) drains the buffer; events written after that go straight to the sink.
@@ -28,6 +28,7 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
     private readonly Task _loop;
+    private readonly TimeSpan _flushInterval;
 
     /// <summary>
     /// The line being written and its JSON writer, reused for every event (used under the gate only). The writer
@@ -41,13 +42,14 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
     private long _unflushed;
 
     public AuditLogWriter(AuditOptions options, BrokerMetrics metrics, ILogger<AuditLogWriter> logger)
-        : this(options.Sink == "file" ? new FileAuditOutput(options.Path!) : new StreamAuditOutput(Console.OpenStandardOutput()), options.BufferCapacity, metrics, logger)
+        : this(options.Sink == "file" ? new FileAuditOutput(options.Path!) : new StreamAuditOutput(Console.OpenStandardOutput()), options.BufferCapacity, metrics, logger, options.FlushInterval)
     {
     }
 
-    internal AuditLogWriter(AuditOutput output, int capacity, BrokerMetrics metrics, ILogger logger)
+    internal AuditLogWriter(AuditOutput output, int capacity, BrokerMetrics metrics, ILogger logger, TimeSpan flushInterval = default)
     {
         _output = output;
+        _flushInterval = flushInterval;
         _json = new Utf8JsonWriter(_line);
         _metrics = metrics;
         _logger = logger;
@@ -89,7 +91,9 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
     /// Drains the buffer into the output and flushes when it runs empty, or after <see cref="MaxBatch"/> events at the
     /// latest: a sink slower than the traffic keeps the buffer from ever running empty, and without the bound the
     /// writer would then never flush on its own nor check for file rotation (at the start of each batch), so every
-    /// later event would go to a renamed file.
+    /// later event would go to a renamed file. After each drain the writer rests for the flush interval before it looks
+    /// again: an event on a quiet broker goes out at once, while a busy one collects the events of an interval into one
+    /// batch (one write, one rotation check, one wake-up of this loop) instead of waking for every few events.
     /// </summary>
     private async Task WriteLoopAsync()
     {
@@ -108,6 +112,11 @@ internal sealed partial class AuditLogWriter : IAuditSink, IAsyncDisposable, IDi
                 }
 
                 Flush();
+            }
+
+            if (_flushInterval > TimeSpan.Zero && Volatile.Read(ref _disposed) == 0)
+            {
+                await Task.Delay(_flushInterval).ConfigureAwait(false);
             }
         }
     }

@@ -79,6 +79,14 @@ public sealed class AuditOptions
     /// wait for the writer rather than drop an event (counted in <c>tokenbroker.audit.blocked</c>). Default: 10,000.
     /// </summary>
     public int BufferCapacity { get; set; } = 10_000;
+
+    /// <summary>
+    /// Under load the writer writes and flushes at most once per this interval, so that a busy broker makes one
+    /// write (and one rotation check) per batch of events instead of one per few events; the first event after a
+    /// quiet spell is written at once. Events wait at most this long in memory on top of the write itself.
+    /// 0 writes whenever events arrive (0 to 1 second). Default: 2 ms.
+    /// </summary>
+    public TimeSpan FlushInterval { get; set; } = TimeSpan.FromMilliseconds(2);
 }
 
 /// <summary>OpenTelemetry export. The <c>TokenBroker</c> meter and activity source exist whether or not it is on.</summary>

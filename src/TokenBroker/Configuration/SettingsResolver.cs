@@ -777,6 +777,10 @@ public static partial class SettingsResolver
         }
 
         CheckRange(errors, "Audit:BufferCapacity", audit.BufferCapacity, 100, 1_000_000);
+        if (audit.FlushInterval < TimeSpan.Zero || audit.FlushInterval > TimeSpan.FromSeconds(1))
+        {
+            errors.Add("Audit:FlushInterval must be between 0 and 1 second");
+        }
     }
 
     private static void ResolveTelemetry(TelemetryOptions telemetry, List<string> errors)

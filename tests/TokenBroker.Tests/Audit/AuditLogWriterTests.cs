@@ -141,12 +141,13 @@ public sealed class AuditLogWriterTests
         Assert.That(File.ReadAllText(AuditPath + ".1"), Does.Contain("\"req_1\"").And.Not.Contain($"\"req_{total}\""));
     }
 
-    [Test]
-    public async Task UnderConstantLoad_NoWriteCarriesMoreThanMaxBatchEvents_AndEveryEventArrives()
+    [TestCase(0)]
+    [TestCase(2)]
+    public async Task UnderConstantLoad_NoWriteCarriesMoreThanMaxBatchEvents_AndEveryEventArrives(int flushIntervalMs)
     {
         using var metrics = new BrokerMetrics();
         var counting = new LinesPerFlushStream();
-        var writer = new AuditLogWriter(new StreamAuditOutput(counting), 10_000, metrics, NullLogger.Instance);
+        var writer = new AuditLogWriter(new StreamAuditOutput(counting), 10_000, metrics, NullLogger.Instance, TimeSpan.FromMilliseconds(flushIntervalMs));
         await Task.WhenAll(Enumerable.Range(0, 4).Select(t => Task.Run(() =>
         {
             for (var i = 0; i < 2_000; i++)
@@ -176,6 +177,42 @@ public sealed class AuditLogWriterTests
         }
 
         Assert.That(counting.Flushes, Is.EqualTo(new[] { 1, 1, 1 }), "an event on an idle broker is not held back for company");
+    }
+
+    [Test]
+    public async Task BusyWriter_WithAFlushInterval_HoldsTheNextEventsForTheRestOfTheInterval_ThenWritesThemTogether()
+    {
+        using var metrics = new BrokerMetrics();
+        var counting = new LinesPerFlushStream();
+        await using var writer = new AuditLogWriter(new StreamAuditOutput(counting), 100, metrics, NullLogger.Instance, TimeSpan.FromMilliseconds(500));
+        writer.Write(Event("req_1"));
+        await WaitForAsync(() => counting.Flushes.Sum() == 1);
+
+        // The writer now rests for the interval: events arriving meanwhile wait for its end and go out as one batch.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        writer.Write(Event("req_2"));
+        writer.Write(Event("req_3"));
+        await WaitForAsync(() => counting.Flushes.Sum() == 3);
+        Assert.That(clock.Elapsed, Is.GreaterThan(TimeSpan.FromMilliseconds(300)), "held until the interval ended");
+        Assert.That(counting.Flushes, Is.EqualTo(new[] { 1, 2 }));
+    }
+
+    [Test]
+    public async Task QuietWriter_WithAFlushInterval_StillWritesEachEventAtOnce()
+    {
+        using var metrics = new BrokerMetrics();
+        var counting = new LinesPerFlushStream();
+        await using var writer = new AuditLogWriter(new StreamAuditOutput(counting), 100, metrics, NullLogger.Instance, TimeSpan.FromMilliseconds(2));
+        for (var i = 1; i <= 3; i++)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            writer.Write(Event($"req_{i}"));
+            await WaitForAsync(() => counting.Flushes.Sum() == i);
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(1)));
+            await Task.Delay(50);
+        }
+
+        Assert.That(counting.Flushes, Is.EqualTo(new[] { 1, 1, 1 }), "an event after a quiet spell is not held back for company");
     }
 
     [Test]

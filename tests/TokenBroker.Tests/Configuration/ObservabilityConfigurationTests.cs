@@ -16,6 +16,8 @@ public sealed class ObservabilityConfigurationTests
         yield return new TestCaseData(new Dictionary<string, string?> { ["TokenBroker:Audit:Path"] = "/tmp/audit.log" }, "Audit:Path is only used with Audit:Sink 'file'").SetName("PathWithStdoutSink");
         yield return new TestCaseData(new Dictionary<string, string?> { ["TokenBroker:Audit:Sink"] = "file", ["TokenBroker:Audit:Path"] = "/no/such/dir/audit.log" }, "the directory does not exist").SetName("FileInMissingDirectory");
         yield return new TestCaseData(new Dictionary<string, string?> { ["TokenBroker:Audit:BufferCapacity"] = "10" }, "Audit:BufferCapacity").SetName("TinyBuffer");
+        yield return new TestCaseData(new Dictionary<string, string?> { ["TokenBroker:Audit:FlushInterval"] = "00:00:02" }, "Audit:FlushInterval must be between 0 and 1 second").SetName("FlushIntervalTooLong");
+        yield return new TestCaseData(new Dictionary<string, string?> { ["TokenBroker:Audit:FlushInterval"] = "-00:00:00.001" }, "Audit:FlushInterval must be between 0 and 1 second").SetName("NegativeFlushInterval");
         yield return new TestCaseData(new Dictionary<string, string?> { ["TokenBroker:Telemetry:Protocol"] = "udp" }, "Telemetry:Protocol").SetName("UnknownProtocol");
         yield return new TestCaseData(new Dictionary<string, string?> { ["TokenBroker:Telemetry:OtlpEndpoint"] = "collector:4318" }, "Telemetry:OtlpEndpoint").SetName("RelativeEndpoint");
         yield return new TestCaseData(new Dictionary<string, string?> { ["TokenBroker:Telemetry:OtlpEndpoint"] = "http://user:pw@collector:4318" }, "Telemetry:OtlpEndpoint").SetName("EndpointWithUserInfo");
