@@ -12,8 +12,27 @@ namespace TokenBroker.Exchange;
 /// <summary>The RFC 8693 token endpoint: extract the request, handle the exchange, apply the response.</summary>
 internal static partial class TokenEndpoints
 {
-    public static void MapTokenEndpoint(this IEndpointRouteBuilder app) =>
-        app.Map("/token", HandleAsync).WithName("token").DisableAntiforgery().LimitPerClient("Token", "exchange");
+    public static void MapTokenEndpoint(this IEndpointRouteBuilder app)
+    {
+        // A plain RequestDelegate over services resolved once (on the first request, as the container would): the
+        // delegate ASP.NET Core generates for a handler with service parameters resolves each of them per request.
+        var root = app.ServiceProvider;
+        Services? services = null;
+        app.Map("/token", http =>
+        {
+            var s = services ??= new Services(
+                root.GetRequiredService<ExchangeRequestReader>(),
+                root.GetRequiredService<ExchangeHandler>(),
+                root.GetRequiredService<IAuditSink>(),
+                root.GetRequiredService<ResolvedSettings>(),
+                root.GetRequiredService<TimeProvider>(),
+                root.GetRequiredService<ILogger<ExchangeHandler>>());
+            return HandleAsync(http, s.Reader, s.Handler, s.AuditSink, s.Settings, s.Time, s.Logger);
+        }).WithName("token").DisableAntiforgery().LimitPerClient("Token", "exchange");
+    }
+
+    private sealed record Services(
+        ExchangeRequestReader Reader, ExchangeHandler Handler, IAuditSink AuditSink, ResolvedSettings Settings, TimeProvider Time, ILogger<ExchangeHandler> Logger);
 
     private static async Task HandleAsync(
         HttpContext http,

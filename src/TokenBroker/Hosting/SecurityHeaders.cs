@@ -24,16 +24,10 @@ internal static class SecurityHeaders
                 headers.StrictTransportSecurity = hsts;
             }
 
-            http.Response.OnStarting(static state =>
-            {
-                var response = (HttpResponse)state;
-                if (!response.Headers.ContainsKey("Cache-Control"))
-                {
-                    response.Headers.CacheControl = "no-store";
-                }
-
-                return Task.CompletedTask;
-            }, http.Response);
+            // Not cacheable unless the endpoint says so: discovery and JWKS replace this with their own max-age.
+            // Set here rather than in an OnStarting callback (one allocation and one callback per request less);
+            // a response whose headers the server resets for an unhandled exception is a 500 without them either way.
+            headers.CacheControl = "no-store";
             return next(http);
         });
     }
