@@ -1,6 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
-
 namespace TokenBroker.Audit;
 
 /// <summary>
@@ -63,29 +60,8 @@ public sealed class AuditEvent
     public double LatencyMs { get; set; }
 
     /// <summary>Hex SHA-256 of a token, the only form in which tokens reach logs.</summary>
-    public static string Hash(string token) => Sha256Hex(token);
+    public static string Hash(string token) => Security.Sha256Text.Hex(token);
 
-    /// <summary>Hex SHA-256 of the UTF-8 bytes of <paramref name="text"/>, encoded into a pooled buffer (no per-call array).</summary>
-    internal static string Sha256Hex(ReadOnlySpan<char> text)
-    {
-        var max = Encoding.UTF8.GetMaxByteCount(text.Length);
-        var rented = max > 512 ? System.Buffers.ArrayPool<byte>.Shared.Rent(max) : null;
-        Span<byte> utf8 = rented ?? stackalloc byte[512];
-        try
-        {
-            var length = Encoding.UTF8.GetBytes(text, utf8);
-            Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
-            SHA256.HashData(utf8[..length], digest);
-            return Convert.ToHexStringLower(digest);
-        }
-        finally
-        {
-            if (rented is not null)
-            {
-                System.Buffers.ArrayPool<byte>.Shared.Return(rented);
-            }
-        }
-    }
 }
 
 /// <summary>

@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using TokenBroker.Audit;
 using TokenBroker.Configuration;
@@ -235,22 +232,7 @@ internal sealed partial class ExchangeHandler(
     /// <summary>The replay key: SHA-256 over the length-prefixed issuer and jti, so no two pairs collide by concatenation.</summary>
     internal static string ReplayKey(string issuer, string jti)
     {
-        // The same text as $"{issuer.Length}:{issuer}|{jti.Length}:{jti}", built on the stack when it fits.
-        var length = 24 + issuer.Length + jti.Length;
-        var rented = length > 512 ? System.Buffers.ArrayPool<char>.Shared.Rent(length) : null;
-        Span<char> text = rented ?? stackalloc char[512];
-        try
-        {
-            var ok = text.TryWrite(System.Globalization.CultureInfo.InvariantCulture, $"{issuer.Length}:{issuer}|{jti.Length}:{jti}", out var written);
-            Debug.Assert(ok, "the buffer holds both lengths and both strings");
-            return AuditEvent.Sha256Hex(text[..written]);
-        }
-        finally
-        {
-            if (rented is not null)
-            {
-                System.Buffers.ArrayPool<char>.Shared.Return(rented);
-            }
-        }
+        var text = $"{issuer.Length}:{issuer}|{jti.Length}:{jti}";
+        return Security.Sha256Text.Hex(text);
     }
 }

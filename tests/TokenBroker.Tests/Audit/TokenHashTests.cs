@@ -37,7 +37,7 @@ public sealed class TokenHashTests
         Assert.That(ExchangeHandler.ReplayKey(issuer, jti), Is.EqualTo(Reference($"{issuer.Length}:{issuer}|{jti.Length}:{jti}")));
 
     [Test]
-    public void ReplayKey_LongIssuerAndJti_UseThePool()
+    public void ReplayKey_LongIssuerAndJti_Match()
     {
         var issuer = "https://" + new string('i', 600);
         var jti = new string('j', 900);
