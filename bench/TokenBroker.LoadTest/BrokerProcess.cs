@@ -75,13 +75,24 @@ internal sealed class BrokerProcess : IAsyncDisposable
         return await LaunchAsync(start, brokerUrl, auditDir, auditPath);
     }
 
-    /// <summary>Starts the reference server (<see cref="BareServer"/>, this assembly) in place of the broker.</summary>
-    public static Task<BrokerProcess> StartReferenceAsync(string url, CeilingSample sample, string? redisEndpoint = null) =>
-        LaunchAsync(new ProcessStartInfo("dotnet", [typeof(BareServer).Assembly.Location, .. BareServer.Arguments(url, sample, redisEndpoint)])
+    /// <summary>
+    /// Starts the reference server (<see cref="BareServer"/>, this assembly) in place of the broker, with the variant's
+    /// environment (e.g. runtime settings) when one is given.
+    /// </summary>
+    public static Task<BrokerProcess> StartReferenceAsync(string url, CeilingSample sample, string? redisEndpoint = null, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo("dotnet", [typeof(BareServer).Assembly.Location, .. BareServer.Arguments(url, sample, redisEndpoint)])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-        }, url, null, null);
+        };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
+        return LaunchAsync(start, url, null, null);
+    }
 
     private static async Task<BrokerProcess> LaunchAsync(ProcessStartInfo start, string brokerUrl, string? auditDir, string? auditPath)
     {

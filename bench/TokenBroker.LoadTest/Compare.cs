@@ -61,7 +61,7 @@ internal static class Compare
             {
                 redis?.FlushAll();
                 await using var broker = variant.Reference
-                    ? await BrokerProcess.StartReferenceAsync(brokerUrl, sample, variant.ReferenceState && redis is not null ? $"127.0.0.1:{redis.Port}" : null)
+                    ? await BrokerProcess.StartReferenceAsync(brokerUrl, sample, variant.ReferenceState && redis is not null ? $"127.0.0.1:{redis.Port}" : null, variant.Environment)
                     : await BrokerProcess.StartAsync(options, variant.BrokerDll, variant.Environment, Merge(options.BrokerSettings, variant.Settings), issuer, brokerUrl);
                 await broker.WarmUpAsync(options, httpWarmup, variant.Reference && !variant.ReferenceState ? BareServer.Cycle(wrkWarmup, 2 * wrkWarmup.Length) : wrkWarmup);
 
