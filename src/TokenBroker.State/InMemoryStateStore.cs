@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
-using System.Text;
 
 namespace TokenBroker.State;
 
@@ -241,7 +240,7 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
 
     /// <summary>
     /// A replay key as 32 bytes. The broker's keys are SHA-256 digests in lower-case hex (<c>ReplayKey</c>), held as
-    /// those bytes; any other key is held as the SHA-256 of its UTF-8 after a zero byte, which no hex key's bytes can
+    /// those bytes; any other key is held as the SHA-256 of its UTF-16 after a zero character, which no hex key's bytes can
     /// equal without a SHA-256 preimage. Hashing in dictionaries uses the process's randomised <see cref="HashCode"/>.
     /// </summary>
     private readonly record struct ReplayDigest(ulong A, ulong B, ulong C, ulong D)
@@ -255,8 +254,8 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
             }
             else
             {
-                var text = Encoding.UTF8.GetBytes("\0" + replayKey);
-                SHA256.HashData(text, bytes);
+                // Its UTF-16 code units as they are: exact for any string, unpaired surrogates included.
+                SHA256.HashData(MemoryMarshal.AsBytes(("\0" + replayKey).AsSpan()), bytes);
             }
 
             var words = MemoryMarshal.Cast<byte, ulong>(bytes);

@@ -61,8 +61,13 @@ public sealed class InMemoryStateStoreTests
         using var store = new InMemoryStateStore(TimeProvider.System);
         var now = DateTimeOffset.UtcNow;
 
-        // Keys of other shapes than 64 lower-case hex characters: upper case, shorter, longer, any text.
-        string[] keys = ["abcd" + new string('0', 60), "ABCD" + new string('0', 60), "abcd-some-other-key", "abcd" + new string('0', 61), "abcd" + new string('0', 59)];
+        // Keys of other shapes than 64 lower-case hex characters: upper case, shorter, longer, any text, and two that
+        // differ only in an unpaired surrogate (which a UTF-8 encoding would turn into the same U+FFFD).
+        string[] keys =
+        [
+            "abcd" + new string('0', 60), "ABCD" + new string('0', 60), "abcd-some-other-key", "abcd" + new string('0', 61),
+            "abcd" + new string('0', 59), "abcd\uD800-key", "abcd\uDBFF-key",
+        ];
         foreach (var key in keys)
         {
             Assert.That(await store.TryConsumeAsync(key, now.AddMinutes(5), RecordFor(key, 0, now), CancellationToken.None), Is.True, key);
