@@ -67,10 +67,7 @@ internal sealed class BrokerProcess : IAsyncDisposable
             RedirectStandardError = true,
             Environment = { ["DOTNET_gcServer"] = options.ServerGc ? "1" : "0" },
         };
-        foreach (var (name, value) in environment)
-        {
-            start.Environment[name] = value;
-        }
+        AddEnvironment(start, environment);
 
         return await LaunchAsync(start, brokerUrl, auditDir, auditPath);
     }
@@ -86,12 +83,16 @@ internal sealed class BrokerProcess : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        AddEnvironment(start, environment ?? new Dictionary<string, string>());
+        return LaunchAsync(start, url, null, null);
+    }
+
+    private static void AddEnvironment(ProcessStartInfo start, IReadOnlyDictionary<string, string> environment)
+    {
+        foreach (var (name, value) in environment)
         {
             start.Environment[name] = value;
         }
-
-        return LaunchAsync(start, url, null, null);
     }
 
     private static async Task<BrokerProcess> LaunchAsync(ProcessStartInfo start, string brokerUrl, string? auditDir, string? auditPath)

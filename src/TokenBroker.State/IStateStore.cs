@@ -118,7 +118,10 @@ public static class StateKeys
 
     /// <summary>True when <paramref name="jti"/> carries a shard tag (four lower-case hex characters).</summary>
     public static bool HasShardTag(string jti) =>
-        jti.Length > ShardTagLength && jti.AsSpan(0, ShardTagLength).IndexOfAnyExcept(LowerHex) < 0;
+        jti.Length > ShardTagLength && IsLowerHex(jti.AsSpan(0, ShardTagLength));
+
+    /// <summary>True when every character of <paramref name="text"/> is a lower-case hex digit.</summary>
+    internal static bool IsLowerHex(ReadOnlySpan<char> text) => text.IndexOfAnyExcept(LowerHex) < 0;
 
     private static readonly System.Buffers.SearchValues<char> LowerHex = System.Buffers.SearchValues.Create("0123456789abcdef");
 }

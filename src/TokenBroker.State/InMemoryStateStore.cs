@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
@@ -21,8 +20,6 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
 {
     /// <summary>Slots of the table that shares repeated strings (a power of two; at most this many are kept alive).</summary>
     private const int SharedSlots = 4096;
-
-    private static readonly SearchValues<char> LowerHex = SearchValues.Create("0123456789abcdef");
 
     private readonly ConcurrentDictionary<ReplayDigest, ReplayMark> _replay = new();
     private readonly ConcurrentDictionary<string, HeldRecord> _issued = new(StringComparer.Ordinal);
@@ -102,7 +99,7 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
 
     public ValueTask<bool> RevokeAsync(string jti, DateTimeOffset revokedAt, CancellationToken cancel)
     {
-        // Held records are immutable and compared by reference: a record replaced meanwhile is read again.
+        // Held records are immutable: a revocation replaces the record it read, or reads again if it was replaced.
         while (_issued.TryGetValue(jti, out var held) && held.ExpiresAtTicks > _time.GetUtcNow().UtcTicks)
         {
             if (held.RevokedAtTicks is not null || _issued.TryUpdate(jti, held with { RevokedAtTicks = revokedAt.UtcTicks }, held))
@@ -248,7 +245,7 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
         public static ReplayDigest Of(string replayKey)
         {
             Span<byte> bytes = stackalloc byte[32];
-            if (replayKey.Length == 64 && replayKey.AsSpan().IndexOfAnyExcept(LowerHex) < 0)
+            if (replayKey.Length == 64 && StateKeys.IsLowerHex(replayKey))
             {
                 Convert.FromHexString(replayKey, bytes, out _, out _);
             }
@@ -262,8 +259,7 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
             return new ReplayDigest(words[0], words[1], words[2], words[3]);
         }
 
-        public bool Equals(ReplayDigest other) => A == other.A && B == other.B && C == other.C && D == other.D;
-
+        // The synthesized Equals compares the four words; the hash is HashCode's, seeded per process.
         public override int GetHashCode() => HashCode.Combine(A, B, C, D);
     }
 
@@ -272,11 +268,6 @@ public sealed class InMemoryStateStore : IStateStore, IDisposable
     private sealed record HeldRecord(
         string Jti, long ExpiresAtTicks, long IssuedAtTicks, long? RevokedAtTicks, string Subject, string Rule, string Provider, string? RepositoryId, string? OwnerId, string? RunId)
     {
-        /// <summary>Reference equality: a held record is one version, replaced (never changed) by a revocation.</summary>
-        public bool Equals(HeldRecord? other) => ReferenceEquals(this, other);
-
-        public override int GetHashCode() => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(this);
-
         public IssuedTokenRecord ToRecord() => new()
         {
             Jti = Jti,

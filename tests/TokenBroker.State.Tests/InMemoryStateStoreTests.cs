@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-
 namespace TokenBroker.State.Tests;
 
 /// <summary>
@@ -43,7 +41,7 @@ public sealed class InMemoryStateStoreTests
         var records = new List<IssuedTokenRecord>();
         for (var i = 0; i < 100; i++)
         {
-            var key = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+            var key = StateStoreContract.ReplayKey("held");
             var record = RecordFor(key, i % 3, DateTimeOffset.UtcNow);
             records.Add(record);
             Assert.That(await store.TryConsumeAsync(key, DateTimeOffset.UtcNow.AddMinutes(5), record, CancellationToken.None), Is.True);
@@ -90,7 +88,7 @@ public sealed class InMemoryStateStoreTests
         var before = GC.GetTotalMemory(forceFullCollection: true);
         for (var i = 0; i < Exchanges; i++)
         {
-            var key = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+            var key = StateStoreContract.ReplayKey("held");
             Assert.That(await store.TryConsumeAsync(key, now.AddMinutes(10), RecordFor(key, repositoryOf(i), now), CancellationToken.None), Is.True);
         }
 
@@ -102,7 +100,7 @@ public sealed class InMemoryStateStoreTests
     /// <summary>A record as the broker builds it: every claim a new string, the rule and provider names shared.</summary>
     private static IssuedTokenRecord RecordFor(string replayKey, int repository, DateTimeOffset now) => new()
     {
-        Jti = StateKeys.ShardTag(replayKey) + Convert.ToBase64String(RandomNumberGenerator.GetBytes(16)).Replace('+', '-').Replace('/', '_').TrimEnd('='),
+        Jti = StateStoreContract.Jti(replayKey),
         IssuedAt = now,
         ExpiresAt = now.AddMinutes(10),
         Subject = string.Concat("repo:octo-org/payments-", repository.ToString(System.Globalization.CultureInfo.InvariantCulture), ":environment:production"),

@@ -61,7 +61,6 @@ public sealed class AuditEvent
 
     /// <summary>Hex SHA-256 of a token, the only form in which tokens reach logs.</summary>
     public static string Hash(string token) => Security.Sha256Text.Hex(token);
-
 }
 
 /// <summary>
